@@ -1,0 +1,1 @@
+"""Adapters: sandbox runners, the HTTP adapter, settings and metrics."""

@@ -1,0 +1,1 @@
+"""Sandbox runners (nsjail, rlimit) and the in-sandbox harness they start."""

@@ -1,0 +1,153 @@
+# The in-sandbox harness. It runs inside the sandbox as `python -I -S -X utf8 -c <this file>
+# <script_fd> <channel_fd> <result_cap> [site_dir ...]`, so it may import only the standard
+# library and nothing of the service. It loads the script as a module, calls main(), encodes
+# the result strictly and writes ONE report to the channel fd: a JSON header line, then for
+# status "ok" the result's JSON text. Stdout is never parsed, so printing cannot forge a result.
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+
+SCRIPT_FILENAME = "<script>"
+MODULE_NAME = "script"
+STATUSES = ("ok", "no_main", "non_json", "syntax_error", "runtime_error", "memory_error",
+            "output_limit")
+MEMORY_REPORT = b'{"status": "memory_error"}\n'
+HIGH_FD = 1000
+TEXT_CAP = 8192  # characters of exception detail and traceback kept in a report
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _hide_channel(fd):
+    # Move the channel to a high, close-on-exec fd so the script's children never inherit it
+    # and the script cannot write to it by guessing a small number.
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    high = min(HIGH_FD, soft - 1) if soft != resource.RLIM_INFINITY else HIGH_FD
+    if high <= fd:
+        return fd
+    os.dup2(fd, high, inheritable=False)
+    os.close(fd)
+    return high
+
+
+def _user_traceback(error):
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if f.filename == SCRIPT_FILENAME]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.StackSummary.from_list(frames).format()  # folds repeated frames
+    lines += traceback.format_exception_only(type(error), error)
+    return _capped("".join(lines))
+
+
+def _capped(text):
+    return text if len(text) <= TEXT_CAP else text[: TEXT_CAP - 15] + "\n... (cut)\n"
+
+
+def _exception_header(error):
+    if isinstance(error, MemoryError):
+        return {"status": "memory_error"}
+    try:
+        detail = _capped(str(error))
+        trace = _user_traceback(error)
+    except BaseException:  # a hostile __str__ must not cost the report
+        detail, trace = "<unprintable exception>", ""
+    return {
+        "status": "runtime_error",
+        "exception": type(error).__name__,
+        "detail": detail,
+        "traceback": trace,
+    }
+
+
+def _syntax_header(error):
+    return {
+        "status": "syntax_error",
+        "exception": type(error).__name__,
+        "detail": error.msg if isinstance(error, SyntaxError) else str(error),
+        "line": error.lineno if isinstance(error, SyntaxError) else None,
+        "traceback": "".join(traceback.format_exception_only(type(error), error)),
+    }
+
+
+def _flush_streams():
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def _finish(channel, header, body=b""):
+    _flush_streams()
+    data = json.dumps(header).encode() + b"\n" + body
+    view = memoryview(data)
+    while view:
+        written = os.write(channel, view)
+        view = view[written:]
+    os._exit(0)
+
+
+def _run(channel, source, result_cap):
+    try:
+        code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as error:
+        return _finish(channel, _syntax_header(error))
+    module = types.ModuleType(MODULE_NAME)
+    sys.modules[MODULE_NAME] = module  # dataclasses, pickle and typing look modules up here
+    try:
+        exec(code, module.__dict__)
+        main = module.__dict__.get("main")
+        if main is None:
+            return _finish(channel, {"status": "no_main", "detail": "'main' is not defined"})
+        if not callable(main):
+            kind = type(main).__name__
+            return _finish(channel, {"status": "no_main", "detail": f"'main' is a {kind}"})
+        value = main()
+    except BaseException as error:
+        return _finish(channel, _exception_header(error))
+    try:
+        # ensure_ascii (the default) escapes lone surrogates too, so the bytes are always ASCII.
+        encoded = json.dumps(value, allow_nan=False).encode("ascii")
+    except MemoryError:
+        raise
+    except RecursionError:
+        return _finish(channel, {"status": "non_json", "detail": "the value is nested too deeply"})
+    except BaseException as error:
+        return _finish(channel, {"status": "non_json", "detail": _capped(str(error))})
+    if len(encoded) > result_cap:
+        return _finish(channel, {"status": "output_limit", "size": len(encoded)})
+    return _finish(channel, {"status": "ok"}, encoded)
+
+
+def _bootstrap():
+    script_fd, channel_fd, result_cap = (int(arg) for arg in sys.argv[1:4])
+    sys.path[:0] = [path for path in sys.argv[4:] if path]
+    channel = _hide_channel(channel_fd)
+    source = _read_all(script_fd).decode("utf-8")
+    linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True),
+                                        SCRIPT_FILENAME)
+    sys.argv = [SCRIPT_FILENAME]
+    try:
+        _run(channel, source, result_cap)
+    except MemoryError:
+        try:
+            os.write(channel, MEMORY_REPORT)
+        finally:
+            os._exit(0)
+
+
+_bootstrap()

@@ -1,0 +1,153 @@
+"""The nsjail runner: namespaces, a read-only root of just the runtime, seccomp, rlimits,
+a cgroup per execution, and the wall-clock limit enforced from outside."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import attrs
+
+from adapters.sandbox.cgroups import CgroupParent, CgroupScope
+from adapters.sandbox.process import Launch, kill_process, supervise
+from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
+from application.ports import SandboxJob
+from domain.limits import MIB, Limits
+from domain.report import SandboxReport
+
+INSIDE_UID = 1000  # the script's uid inside its user namespace; mapped to a per-slot host uid
+NSJAIL_SETUP_FAILED = 255  # nsjail's exit status when it could not build the jail
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin")
+
+# Default-allow policy that refuses what a script never needs and an escape always does:
+# tracing, new namespaces, mounts, kernel modules and keyrings, BPF, perf, io_uring.
+# clone3 answers ENOSYS so the C library falls back to clone(), whose flags can be checked.
+SECCOMP_POLICY = """
+POLICY safe_exec {
+  ERRNO(1) {
+    ptrace, process_vm_readv, process_vm_writev, mount, umount, pivot_root, chroot,
+    unshare, setns, kexec_load, kexec_file_load, init_module, finit_module, delete_module,
+    bpf, perf_event_open, keyctl, add_key, request_key, userfaultfd, swapon, swapoff, reboot,
+    acct, settimeofday, clock_settime, clock_adjtime, adjtimex, syslog, iopl, ioperm,
+    open_by_handle_at, name_to_handle_at, quotactl, vhangup, fanotify_init,
+    io_uring_setup, io_uring_enter, io_uring_register
+  },
+  ERRNO(38) { clone3 },
+  ERRNO(1) { clone { (clone_flags & 0x7E020000) != 0 } }
+}
+USE safe_exec DEFAULT ALLOW
+"""
+
+
+def _exit_status(code: int) -> tuple[int | None, int | None]:
+    """nsjail reports a child killed by signal N as exit status 128 + N."""
+    if 128 < code < 128 + 65:
+        return None, code - 128
+    return code, None
+
+
+@attrs.frozen(kw_only=True)
+class NsjailSandbox:
+    """Runs each job in a fresh nsjail. `cgroups` is None where cgroups are not usable;
+    rlimits and the outside deadline still apply then."""
+
+    nsjail: str
+    runtime: SandboxRuntime
+    uid_base: int
+    cgroups: CgroupParent | None = None
+    name: str = "nsjail"
+
+    def _argv(self, job: SandboxJob, script_fd: int, channel_fd: int) -> list[str]:
+        limits: Limits = job.limits
+        outside = self.uid_base + job.slot if os.geteuid() == 0 else os.geteuid()
+        mounts: list[str] = []
+        readable = (*SYSTEM_DIRS, self.runtime.prefix, *self.runtime.site_dirs)
+        for directory in dict.fromkeys(d for d in readable if Path(d).exists()):
+            mounts += ["-R", directory]
+        for device in DEVICES:
+            mounts += ["-B" if device == "/dev/null" else "-R", device]
+        env: list[str] = []
+        for key, value in SANDBOX_ENV.items():
+            env += ["-E", f"{key}={value}"]
+        return [
+            self.nsjail,
+            "--mode", "o",
+            "--really_quiet",
+            "--user", f"{INSIDE_UID}:{outside}:1",
+            "--group", f"{INSIDE_UID}:{outside}:1",
+            "--hostname", "sandbox",
+            "--cwd", "/tmp",
+            "--time_limit", str(int(limits.wall_time_s) + 5),  # backstop; we kill first
+            "--max_cpus", "1",
+            "--rlimit_as", str(max(1, limits.memory_bytes // MIB)),
+            "--rlimit_cpu", str(limits.cpu_limit_whole_seconds),
+            "--rlimit_fsize", str(max(1, limits.tmp_size_bytes // MIB)),
+            "--rlimit_nofile", str(limits.max_open_files),
+            "--rlimit_nproc", str(limits.max_processes),
+            "--rlimit_core", "0",
+            "--rlimit_stack", "soft",
+            "--mount", f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}",
+            *mounts,
+            *env,
+            "--pass_fd", str(script_fd),
+            "--pass_fd", str(channel_fd),
+            "--seccomp_string", SECCOMP_POLICY,
+            "--",
+            *self.runtime.harness_argv(script_fd, channel_fd, limits.result_cap_bytes),
+        ]
+
+    def run(self, job: SandboxJob) -> SandboxReport:
+        scope = self._scope(job)
+        try:
+            def preexec() -> None:
+                if scope is not None:
+                    pid = str(os.getpid())
+                    for procs in scope.procs_files:
+                        with open(procs, "w") as handle:
+                            handle.write(pid)
+
+            def kill_tree(pid: int) -> None:
+                if scope is not None:
+                    scope.kill_all()
+                kill_process(pid)  # the jail's init has PDEATHSIG: it follows nsjail
+
+            report, ended = supervise(
+                lambda script_fd, channel_fd: Launch(
+                    argv=self._argv(job, script_fd, channel_fd), env={}, preexec=preexec
+                ),
+                job.script.source,
+                job.limits,
+                kill_tree=kill_tree,
+                decode_status=_exit_status,
+            )
+            if ended is None:
+                return report
+            if ended.exit_code == NSJAIL_SETUP_FAILED and not report.harness_report:
+                reason = report.stderr.decode("utf-8", "replace").strip().splitlines()
+                return attrs.evolve(
+                    report, sandbox_error=f"nsjail could not start: {reason[-1] if reason else '?'}"
+                )
+            if scope is not None:
+                report = attrs.evolve(
+                    report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
+                )
+            return report
+        finally:
+            if scope is not None:
+                scope.remove()
+
+    def _scope(self, job: SandboxJob) -> CgroupScope | None:
+        if self.cgroups is None:
+            return None
+        scope = self.cgroups.scope(
+            f"slot-{job.slot}",
+            # nsjail itself (a few MiB) shares the group with the script.
+            memory_bytes=job.limits.memory_bytes + 16 * MIB,
+            max_pids=job.limits.max_processes + 1,
+        )
+        with contextlib.suppress(OSError):
+            scope.create()
+            return scope
+        return None

@@ -1,0 +1,206 @@
+"""Supervising one sandboxed process: feed it the script, collect its streams under caps,
+enforce the wall-clock deadline from outside, and measure what it used."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+from domain.limits import Limits
+from domain.report import SandboxReport
+
+READ_CHUNK = 1 << 16
+CHANNEL_OVERHEAD = 64 * 1024  # report header on top of the result cap
+DRAIN_GRACE_S = 1.0  # how long streams may stay open after the process ended or was killed
+
+
+@attrs.frozen(kw_only=True)
+class Launch:
+    """How to start the sandboxed process. `preexec` runs in the child between fork and exec,
+    so it must only make system calls (no locks, no imports)."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str | None = None
+    preexec: Callable[[], None] | None = None
+    user: int | None = None
+    group: int | None = None
+
+
+@attrs.define
+class CappedBuffer:
+    """Keeps the first `cap` bytes of a stream and discards the rest, noting that it did."""
+
+    cap: int
+    chunks: list[bytes] = attrs.field(factory=list)
+    size: int = 0
+    truncated: bool = False
+
+    def feed(self, data: bytes) -> None:
+        room = self.cap - self.size
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def value(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@attrs.frozen(kw_only=True)
+class Ended:
+    exit_code: int | None
+    signal: int | None
+    cpu_time_s: float
+    max_rss_bytes: int
+
+
+def make_script_fd(source: str) -> int:
+    """An anonymous in-memory file holding the script: nothing touches the disk."""
+    fd = os.memfd_create("script", os.MFD_CLOEXEC)
+    data = memoryview(source.encode("utf-8"))
+    while data:
+        data = data[os.write(fd, data) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def supervise(
+    build: Callable[[int, int], Launch],
+    source: str,
+    limits: Limits,
+    *,
+    kill_tree: Callable[[int], None],
+    decode_status: Callable[[int], tuple[int | None, int | None]] | None = None,
+) -> tuple[SandboxReport, Ended | None]:
+    """Start the process that `build(script_fd, channel_fd)` describes and see it to its end.
+
+    `kill_tree(pid)` must kill the process and everything it started. It is called on the
+    deadline and again once the process has ended (to reap daemonised descendants)."""
+    started = time.monotonic()
+    script_fd = make_script_fd(source)
+    channel_r, channel_w = os.pipe()
+    try:
+        launch = build(script_fd, channel_w)
+        proc = subprocess.Popen(
+            list(launch.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(script_fd, channel_w),
+            env=dict(launch.env),
+            cwd=launch.cwd,
+            preexec_fn=launch.preexec,
+            start_new_session=True,
+            user=launch.user,
+            group=launch.group,
+            extra_groups=[] if launch.group is not None else None,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        os.close(channel_r)
+        return SandboxReport(sandbox_error=f"could not start the sandbox: {error}"), None
+    finally:
+        os.close(script_fd)
+        os.close(channel_w)
+
+    assert proc.stdout is not None and proc.stderr is not None
+    buffers = {
+        proc.stdout.fileno(): CappedBuffer(limits.stdout_cap_bytes),
+        proc.stderr.fileno(): CappedBuffer(limits.stderr_cap_bytes),
+        channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
+    }
+    timed_out = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree)
+    kill_tree(proc.pid)
+    ended = _reap(proc, decode_status)
+    for pipe in (proc.stdout, proc.stderr):
+        pipe.close()
+    os.close(channel_r)
+    stdout, stderr, channel = buffers.values()
+    report = SandboxReport(
+        exit_code=ended.exit_code,
+        signal=ended.signal,
+        timed_out=timed_out,
+        harness_report=channel.value(),
+        harness_report_truncated=channel.truncated,
+        stdout=stdout.value(),
+        stdout_truncated=stdout.truncated,
+        stderr=stderr.value(),
+        stderr_truncated=stderr.truncated,
+        wall_time_s=round(time.monotonic() - started, 4),
+        cpu_time_s=round(ended.cpu_time_s, 4),
+        peak_memory_bytes=ended.max_rss_bytes,
+    )
+    return report, ended
+
+
+def _pump(
+    pid: int, buffers: dict[int, CappedBuffer], deadline: float, kill_tree: Callable[[int], None]
+) -> bool:
+    """Read every stream until all are closed; return whether the deadline fired."""
+    poller = select.poll()
+    for fd in buffers:
+        poller.register(fd, select.POLLIN)
+    pidfd = os.pidfd_open(pid)
+    poller.register(pidfd, select.POLLIN)
+    open_fds = set(buffers)
+    timed_out = False
+    stop_at: float | None = None  # set once the process is gone: streams get a short grace
+    try:
+        while open_fds:
+            now = time.monotonic()
+            if stop_at is None and now >= deadline:
+                timed_out = True
+                kill_tree(pid)
+                stop_at = now + DRAIN_GRACE_S
+            if stop_at is not None and now >= stop_at:
+                break
+            until = stop_at if stop_at is not None else deadline
+            for fd, _event in poller.poll(max(0.0, until - now) * 1000 + 1):
+                if fd == pidfd:
+                    poller.unregister(pidfd)
+                    kill_tree(pid)  # daemonised descendants would hold the pipes open
+                    stop_at = time.monotonic() + DRAIN_GRACE_S
+                    continue
+                data = os.read(fd, READ_CHUNK)
+                if data:
+                    buffers[fd].feed(data)
+                else:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+    finally:
+        os.close(pidfd)
+    return timed_out
+
+
+def _reap(
+    proc: subprocess.Popen[bytes],
+    decode_status: Callable[[int], tuple[int | None, int | None]] | None,
+) -> Ended:
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting again
+    if os.WIFSIGNALED(status):
+        exit_code, sig = None, os.WTERMSIG(status)
+    else:
+        exit_code, sig = os.WEXITSTATUS(status), None
+        if decode_status is not None:
+            exit_code, sig = decode_status(exit_code)
+    return Ended(
+        exit_code=exit_code,
+        signal=sig,
+        cpu_time_s=usage.ru_utime + usage.ru_stime,
+        max_rss_bytes=usage.ru_maxrss * 1024,
+    )
+
+
+def kill_process(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

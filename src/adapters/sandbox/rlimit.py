@@ -1,0 +1,213 @@
+"""The rlimit runner: the fallback where nsjail cannot run (e.g. Cloud Run's gVisor).
+
+Per execution, as root: a new session; a per-slot unprivileged uid; new network, mount, IPC
+and UTS namespaces where the kernel allows them, with fresh size-capped tmpfs on /tmp,
+/var/tmp and /dev/shm and the service's own directories hidden; rlimits; a seccomp filter
+refusing non-Unix sockets and escape syscalls; an empty environment; a cgroup where usable.
+Afterwards every process of the slot's uid is killed."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from adapters.sandbox.cgroups import CgroupParent, CgroupScope
+from adapters.sandbox.process import Launch, supervise
+from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
+from adapters.sandbox.seccomp import SeccompFilter, build_program
+from application.ports import SandboxJob
+from domain.limits import MIB, Limits
+from domain.report import SandboxReport
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: bytes, target: bytes, fstype: bytes, flags: int, data: bytes) -> None:
+    _check(_libc.mount(source, target, fstype, flags, data), f"mount {target!r}")
+
+
+def namespaces_available() -> bool:
+    """Whether this process may unshare the namespaces the runner wants (root, not blocked)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os._exit(0 if _libc.unshare(NAMESPACES) == 0 else 1)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process running as `uid`, wherever it moved (new session, reparented).
+
+    A child that becomes `uid` and calls kill(-1) reaches exactly that uid's processes."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            for _ in range(1000):
+                os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+        os._exit(2)
+    os.waitpid(pid, 0)
+
+
+@attrs.frozen(kw_only=True)
+class RlimitSandbox:
+    runtime: SandboxRuntime
+    uid_base: int
+    hide_paths: Sequence[str] = ()
+    cgroups: CgroupParent | None = None
+    use_namespaces: bool = True
+    seccomp: SeccompFilter | None = attrs.field(
+        factory=lambda: (lambda p: SeccompFilter(p) if p else None)(build_program())
+    )
+    name: str = "rlimit"
+
+    @property
+    def isolation(self) -> tuple[str, ...]:
+        layers = ["uid", "rlimits", "session"]
+        if self.use_namespaces:
+            layers += ["netns", "mountns", "ipcns", "utsns", "private-tmpfs"]
+        if self.seccomp is not None:
+            layers.append("seccomp")
+        if self.cgroups is not None:
+            layers.append("cgroup")
+        return tuple(layers)
+
+    def run(self, job: SandboxJob) -> SandboxReport:
+        if os.geteuid() != 0:
+            return SandboxReport(
+                sandbox_error="the rlimit runner needs root to run scripts as another user"
+            )
+        uid = self.uid_base + job.slot
+        scope = self._scope(job)
+        workdir = None if self.use_namespaces else self._make_workdir(uid)
+        preexec = self._preexec(job.limits, uid, scope, workdir)
+
+        def kill_tree(pid: int) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            if scope is not None:
+                scope.kill_all()
+            kill_uid(uid)
+
+        try:
+            env = dict(SANDBOX_ENV)
+            if workdir is not None:
+                env.update(HOME=workdir, TMPDIR=workdir)
+            report, ended = supervise(
+                lambda script_fd, channel_fd: Launch(
+                    argv=self.runtime.harness_argv(
+                        script_fd, channel_fd, job.limits.result_cap_bytes
+                    ),
+                    env=env,
+                    preexec=preexec,
+                ),
+                job.script.source,
+                job.limits,
+                kill_tree=kill_tree,
+            )
+            if scope is not None and ended is not None:
+                report = attrs.evolve(
+                    report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
+                )
+            return report
+        finally:
+            kill_uid(uid)
+            if scope is not None:
+                scope.remove()
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _scope(self, job: SandboxJob) -> CgroupScope | None:
+        if self.cgroups is None:
+            return None
+        scope = self.cgroups.scope(
+            f"rlimit-slot-{job.slot}", job.limits.memory_bytes, job.limits.max_processes
+        )
+        with contextlib.suppress(OSError):
+            scope.create()
+            return scope
+        return None
+
+    @staticmethod
+    def _make_workdir(uid: int) -> str:
+        workdir = tempfile.mkdtemp(prefix=f"safe-exec-{uid}-")
+        os.chown(workdir, uid, uid)
+        return workdir
+
+    def _preexec(
+        self, limits: Limits, uid: int, scope: CgroupScope | None, workdir: str | None
+    ) -> Callable[[], None]:
+        """Everything here runs in the forked child before exec: prepare all values now."""
+        procs_files = scope.procs_files if scope is not None else []
+        tmpfs_options = f"size={limits.tmp_size_bytes},mode=1777".encode()
+        hidden = [p.encode() for p in self.hide_paths if os.path.isdir(p)]
+        rlimits = [
+            (resource.RLIMIT_AS, limits.memory_bytes),
+            (resource.RLIMIT_CPU, limits.cpu_limit_whole_seconds, limits.cpu_limit_whole_seconds + 1),
+            (resource.RLIMIT_FSIZE, limits.tmp_size_bytes),
+            (resource.RLIMIT_NOFILE, limits.max_open_files),
+            (resource.RLIMIT_NPROC, limits.max_processes),
+            (resource.RLIMIT_CORE, 0),
+        ]
+        use_namespaces = self.use_namespaces
+        seccomp = self.seccomp
+        cwd = workdir or "/tmp"
+
+        def preexec() -> None:
+            pid = str(os.getpid())
+            for procs in procs_files:
+                with open(procs, "w") as handle:
+                    handle.write(pid)
+            if use_namespaces:
+                _check(_libc.unshare(NAMESPACES), "unshare")
+                _mount(b"none", b"/", b"", MS_REC | MS_PRIVATE, b"")
+                for scratch in SCRATCH_DIRS:
+                    if os.path.isdir(scratch):
+                        _mount(b"tmpfs", scratch.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                               tmpfs_options)
+                for path in hidden:
+                    _mount(b"tmpfs", path, b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
+                           b"size=4096,mode=0555")
+            for entry in rlimits:
+                soft, hard = (entry[1], entry[-1])
+                resource.setrlimit(entry[0], (soft, hard))
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.chdir(cwd)
+            if seccomp is not None:
+                seccomp.install()
+
+        return preexec

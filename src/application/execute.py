@@ -1,0 +1,70 @@
+"""The ExecuteScript use case: admit, run in the sandbox, classify, record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from application.ports import Metrics, Sandbox, SandboxJob
+from application.slots import ExecutionSlots, SlotsBusy, SlotsClosed
+from domain.classify import classify
+from domain.limits import Limits
+from domain.outcome import ErrorCode, Failure, Outcome
+from domain.request import ExecuteRequest
+
+
+class ExecuteScript:
+    """Runs one validated request through the active sandbox under the service's limits."""
+
+    def __init__(
+        self,
+        *,
+        sandbox: Callable[[], Sandbox | None],
+        slots: ExecutionSlots,
+        limits: Limits,
+        metrics: Metrics,
+        executor: Executor | None = None,
+        retry_after_s: int = 1,
+    ) -> None:
+        self._sandbox = sandbox
+        self._slots = slots
+        self._limits = limits
+        self._metrics = metrics
+        self._executor = executor
+        self._retry_after_s = retry_after_s
+
+    async def __call__(self, request: ExecuteRequest) -> Outcome:
+        sandbox = self._sandbox()
+        if sandbox is None:
+            return self._reject(ErrorCode.UNAVAILABLE, "No working sandbox is available.")
+        queued_at = time.monotonic()
+        try:
+            slot = await self._slots.acquire()
+        except SlotsBusy:
+            return self._reject(
+                ErrorCode.BUSY,
+                "Every execution slot and the queue are full; retry shortly.",
+                retry_after_s=self._retry_after_s,
+            )
+        except SlotsClosed:
+            return self._reject(ErrorCode.UNAVAILABLE, "The service is shutting down.")
+        queued_s = time.monotonic() - queued_at
+        job = SandboxJob(script=request.script, limits=self._limits, slot=slot)
+        try:
+            running = asyncio.get_running_loop().run_in_executor(self._executor, sandbox.run, job)
+        except BaseException:
+            self._slots.release(slot)
+            raise
+        # The slot is freed when the worker thread finishes, not when the caller stops
+        # waiting: a client that disconnects must not let a second execution share its slot.
+        running.add_done_callback(lambda _done: self._slots.release(slot))
+        report = await asyncio.shield(running)
+        outcome = classify(report, self._limits)
+        self._metrics.observe_execution(outcome, queued_s)
+        return outcome
+
+    def _reject(self, code: ErrorCode, message: str, **details: object) -> Failure:
+        self._metrics.observe_rejection(code.code)
+        return Failure(code=code, message=message, details=dict(details))

@@ -1,0 +1,58 @@
+"""Choosing the sandbox at start-up by running a real execution in each candidate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from application.ports import Sandbox, SandboxJob
+from domain.classify import classify
+from domain.limits import Limits
+from domain.outcome import Success
+from domain.request import Script
+
+PROBE_SCRIPT = """\
+import sys
+
+try:
+    import numpy, pandas
+    libraries = "ok"
+except Exception as error:
+    libraries = f"{type(error).__name__}: {error}"
+
+def main():
+    print("probe")
+    return {"python": list(sys.version_info[:2]), "libraries": libraries}
+"""
+
+
+def probe(sandbox: Sandbox, limits: Limits) -> tuple[str | None, str | None]:
+    """Run the probe script; return (why the sandbox is unusable, a warning), each or None."""
+    try:
+        report = sandbox.run(SandboxJob(script=Script(PROBE_SCRIPT), limits=limits, slot=0))
+    except Exception as error:  # a broken adapter must not stop the service from starting
+        return f"{type(error).__name__}: {error}", None
+    outcome = classify(report, limits)
+    if not isinstance(outcome, Success) or outcome.output.stdout != "probe\n":
+        reason = outcome.message if not isinstance(outcome, Success) else "wrong stdout"
+        stderr = outcome.output.stderr.strip().splitlines()
+        return reason + (f" (stderr: {stderr[-1]})" if stderr else ""), None
+    libraries = json.loads(outcome.result_json)["libraries"]
+    warning = None if libraries == "ok" else f"numpy/pandas do not import: {libraries}"
+    return None, warning
+
+
+def select_sandbox(
+    candidates: Sequence[Sandbox], limits: Limits, log: Callable[[str], None]
+) -> Sandbox | None:
+    """The first candidate whose probe succeeds, logging one line per rejected candidate."""
+    for sandbox in candidates:
+        problem, warning = probe(sandbox, limits)
+        if problem is None:
+            log(f"sandbox: using {sandbox.name}")
+            if warning:
+                log(f"sandbox: warning: {warning}")
+            return sandbox
+        log(f"sandbox: {sandbox.name} is unusable: {problem}")
+    log("sandbox: no working sandbox; /execute answers UNAVAILABLE")
+    return None

@@ -1,0 +1,218 @@
+"""The rules that turn what a sandbox reported into the contract's outcome.
+
+Order matters and is part of the contract:
+1. a sandbox that could not run at all is EMPTY_OUTPUT;
+2. a complete, well-formed harness report decides (the harness saw exactly what happened);
+3. otherwise the outside evidence decides: result channel over its cap, the wall-clock deadline,
+   the OOM killer, CPU exhaustion, then a SIGKILL at the memory ceiling when the OOM killer
+   cannot be observed directly; anything else is EMPTY_OUTPUT naming how the process ended.
+"""
+
+from __future__ import annotations
+
+import json
+import signal as signals
+from typing import Any
+
+from domain.limits import MIB, Limits
+from domain.outcome import ErrorCode, Failure, Outcome, Output, Success, Usage
+from domain.report import HarnessStatus, SandboxReport
+
+# When the OOM killer cannot be observed (no cgroup), a SIGKILL with peak memory this close to
+# the limit is attributed to memory: nothing else in the sandbox sends SIGKILL on its own.
+MEMORY_KILL_THRESHOLD = 0.9
+
+
+def decode_stream(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _output(report: SandboxReport) -> Output:
+    return Output(
+        stdout=decode_stream(report.stdout),
+        stdout_truncated=report.stdout_truncated,
+        stderr=decode_stream(report.stderr),
+        stderr_truncated=report.stderr_truncated,
+    )
+
+
+def _usage(report: SandboxReport) -> Usage:
+    return Usage(
+        wall_time_s=report.wall_time_s,
+        cpu_time_s=report.cpu_time_s,
+        peak_memory_bytes=report.peak_memory_bytes,
+    )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signals.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _format_seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def parse_harness_report(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """Split a report into its header and body; None when it is missing or malformed."""
+    header_line, newline, body = raw.partition(b"\n")
+    if not newline:
+        return None
+    try:
+        header = json.loads(header_line)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    try:
+        HarnessStatus(header.get("status"))
+    except ValueError:
+        return None
+    return header, body
+
+
+def _text(header: dict[str, Any], key: str, default: str = "") -> str:
+    value = header.get(key, default)
+    return value if isinstance(value, str) else default
+
+
+def _from_harness(
+    header: dict[str, Any], body: bytes, limits: Limits, output: Output, usage: Usage
+) -> Outcome | None:
+    status = HarnessStatus(header["status"])
+
+    def failure(code: ErrorCode, message: str, **details: Any) -> Failure:
+        return Failure(code=code, message=message, output=output, usage=usage, details=details)
+
+    if status is HarnessStatus.OK:
+        if len(body) > limits.result_cap_bytes:
+            return failure(
+                ErrorCode.OUTPUT_LIMIT,
+                f"main() returned {len(body)} bytes of JSON; the result cap is "
+                f"{limits.result_cap_bytes} bytes.",
+            )
+        try:
+            text = body.decode("utf-8")
+            json.loads(text)
+        except RecursionError:
+            return failure(ErrorCode.NON_JSON_RETURN, "main() returned a value nested too deeply.")
+        except ValueError:
+            return None  # the body is not what the harness writes: treat the report as malformed
+        return Success(result_json=text, output=output, usage=usage)
+    if status is HarnessStatus.NO_MAIN:
+        return failure(
+            ErrorCode.NO_MAIN,
+            f"The script defines no callable main(): {_text(header, 'detail', 'not defined')}.",
+        )
+    if status is HarnessStatus.NON_JSON:
+        reason = _text(header, "detail", "not JSON-encodable")
+        return failure(
+            ErrorCode.NON_JSON_RETURN,
+            f"main() returned a value that is not strictly JSON-encodable: {reason}.",
+        )
+    if status is HarnessStatus.SYNTAX_ERROR:
+        line = header.get("line")
+        line = line if isinstance(line, int) and not isinstance(line, bool) else None
+        where = f" on line {line}" if line is not None else ""
+        detail = _text(header, "detail", "invalid syntax")
+        return failure(
+            ErrorCode.SYNTAX_ERROR,
+            f"The script does not compile{where}: {detail}.",
+            exception=_text(header, "exception", "SyntaxError"),
+            line=line,
+            traceback=_text(header, "traceback"),
+        )
+    if status is HarnessStatus.RUNTIME_ERROR:
+        exception = _text(header, "exception", "Exception")
+        detail = _text(header, "detail")
+        return failure(
+            ErrorCode.RUNTIME_ERROR,
+            f"The script raised {exception}" + (f": {detail}" if detail else "") + ".",
+            exception=exception,
+            traceback=_text(header, "traceback"),
+        )
+    if status is HarnessStatus.MEMORY_ERROR:
+        return failure(
+            ErrorCode.MEMORY_LIMIT,
+            f"The script ran out of memory (MemoryError) under the "
+            f"{limits.memory_bytes // MIB} MiB limit.",
+        )
+    # HarnessStatus.OUTPUT_LIMIT
+    return failure(
+        ErrorCode.OUTPUT_LIMIT,
+        f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes.",
+    )
+
+
+def classify(report: SandboxReport, limits: Limits) -> Outcome:
+    """Decide the contract outcome of one execution from what the sandbox reported."""
+    output = _output(report)
+    usage = _usage(report)
+
+    def failure(code: ErrorCode, message: str, **details: Any) -> Failure:
+        return Failure(code=code, message=message, output=output, usage=usage, details=details)
+
+    if report.sandbox_error is not None:
+        return failure(ErrorCode.EMPTY_OUTPUT, f"The sandbox failed: {report.sandbox_error}.")
+
+    parsed = None if report.harness_report_truncated else parse_harness_report(
+        report.harness_report
+    )
+    if parsed is not None:
+        decided = _from_harness(*parsed, limits=limits, output=output, usage=usage)
+        if decided is not None:
+            return decided
+
+    if report.harness_report_truncated:
+        return failure(
+            ErrorCode.OUTPUT_LIMIT,
+            f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes.",
+        )
+    if report.timed_out:
+        return failure(
+            ErrorCode.TIMEOUT,
+            f"The script exceeded the wall-clock limit of {_format_seconds(limits.wall_time_s)}.",
+            limit="wall_time",
+        )
+    if report.oom_killed:
+        return failure(
+            ErrorCode.MEMORY_LIMIT,
+            f"The script was killed for exceeding the memory limit of "
+            f"{limits.memory_bytes // MIB} MiB.",
+        )
+    cpu_exhausted = report.cpu_time_s >= limits.cpu_time_s and report.signal in (
+        signals.SIGKILL,
+        signals.SIGXCPU,
+    )
+    if report.signal == signals.SIGXCPU or cpu_exhausted:
+        return failure(
+            ErrorCode.TIMEOUT,
+            f"The script exceeded the CPU time limit of {_format_seconds(limits.cpu_time_s)}.",
+            limit="cpu_time",
+        )
+    if (
+        report.signal == signals.SIGKILL
+        and report.oom_killed is None
+        and report.peak_memory_bytes is not None
+        and report.peak_memory_bytes >= MEMORY_KILL_THRESHOLD * limits.memory_bytes
+    ):
+        return failure(
+            ErrorCode.MEMORY_LIMIT,
+            f"The script was killed at the memory limit of {limits.memory_bytes // MIB} MiB.",
+        )
+    return failure(ErrorCode.EMPTY_OUTPUT, _no_report_message(report, parsed is None))
+
+
+def _no_report_message(report: SandboxReport, missing: bool) -> str:
+    what = "no result" if missing or not report.harness_report else "a malformed result"
+    if report.signal is not None:
+        how = f"the process was killed by {_signal_name(report.signal)}"
+    elif report.exit_code is not None:
+        how = f"the process exited with status {report.exit_code}"
+    else:
+        how = "the process ended"
+    if not report.harness_report:
+        return f"The sandbox produced no result: {how} before main() returned."
+    return f"The sandbox produced {what}: {how}."
