@@ -56,3 +56,21 @@ def select_sandbox(
         log(f"sandbox: {sandbox.name} is unusable: {problem}")
     log("sandbox: no working sandbox; /execute answers UNAVAILABLE")
     return None
+
+
+class ActiveSandbox:
+    """The sandbox chosen at start-up; None until chosen, or when none works."""
+
+    def __init__(self) -> None:
+        self._sandbox: Sandbox | None = None
+        self.chosen = False
+
+    def get(self) -> Sandbox | None:
+        return self._sandbox
+
+    def choose(
+        self, candidates: Sequence[Sandbox], limits: Limits, log: Callable[[str], None]
+    ) -> Sandbox | None:
+        self._sandbox = select_sandbox(candidates, limits, log)
+        self.chosen = True
+        return self._sandbox

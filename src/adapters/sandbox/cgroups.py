@@ -71,19 +71,20 @@ class CgroupScope:
     def peak_memory(self) -> int:
         return int((self.dirs["memory"] / "memory.max_usage_in_bytes").read_text())
 
-    def kill_all(self) -> None:
-        self._kill_in(self.dirs["pids"])
+    def kill_all(self, sparing: int | None = None) -> None:
+        self._kill_in(self.dirs["pids"], sparing=sparing)
 
     @staticmethod
-    def _kill_in(directory: Path, attempts: int = 200) -> None:
+    def _kill_in(directory: Path, attempts: int = 200, sparing: int | None = None) -> None:
         # pids.max bounds how fast a fork bomb refills the group, so this converges.
         for _ in range(attempts):
-            pids = (directory / "cgroup.procs").read_text().split()
+            pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+            pids = [p for p in pids if p != sparing]
             if not pids:
                 return
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.002)
 
     def remove(self) -> None:

@@ -59,6 +59,12 @@ class NsjailSandbox:
     cgroups: CgroupParent | None = None
     name: str = "nsjail"
 
+    @property
+    def isolation(self) -> tuple[str, ...]:
+        layers = ("user", "pid", "mount", "network", "ipc", "uts", "cgroup-namespace",
+                  "read-only-root", "private-tmpfs", "seccomp", "rlimits", "uid")
+        return (*layers, "cgroup-limits") if self.cgroups is not None else layers
+
     def _argv(self, job: SandboxJob, script_fd: int, channel_fd: int) -> list[str]:
         limits: Limits = job.limits
         outside = self.uid_base + job.slot if os.geteuid() == 0 else os.geteuid()
@@ -110,8 +116,11 @@ class NsjailSandbox:
 
             def kill_tree(pid: int) -> None:
                 if scope is not None:
-                    scope.kill_all()
-                kill_process(pid)  # the jail's init has PDEATHSIG: it follows nsjail
+                    # Spare nsjail: it reaps the killed jail and exits by itself, so the
+                    # script's CPU time still reaches our wait4().
+                    scope.kill_all(sparing=pid)
+                else:
+                    kill_process(pid)  # the jail's init has PDEATHSIG: it follows nsjail
 
             report, ended = supervise(
                 lambda script_fd, channel_fd: Launch(

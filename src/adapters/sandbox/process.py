@@ -120,6 +120,7 @@ def supervise(
     }
     timed_out = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree)
     kill_tree(proc.pid)
+    kill_process(proc.pid)  # normally already a zombie; never leave wait4() blocked
     ended = _reap(proc, decode_status)
     for pipe in (proc.stdout, proc.stderr):
         pipe.close()

@@ -97,11 +97,11 @@ class RlimitSandbox:
     def isolation(self) -> tuple[str, ...]:
         layers = ["uid", "rlimits", "session"]
         if self.use_namespaces:
-            layers += ["netns", "mountns", "ipcns", "utsns", "private-tmpfs"]
+            layers += ["network", "mount", "ipc", "uts", "private-tmpfs", "hidden-service-dirs"]
         if self.seccomp is not None:
             layers.append("seccomp")
         if self.cgroups is not None:
-            layers.append("cgroup")
+            layers.append("cgroup-limits")
         return tuple(layers)
 
     def run(self, job: SandboxJob) -> SandboxReport:

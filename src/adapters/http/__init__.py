@@ -1,0 +1,1 @@
+"""The Litestar HTTP adapter: routes, response rendering and error mapping to the contract."""

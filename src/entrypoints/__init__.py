@@ -1,0 +1,1 @@
+"""Entry points: the dependency-injector container, the app factory and the CLI."""

@@ -1,0 +1,61 @@
+"""The app factory: `create_app()` returns the Litestar application, fully wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+
+from adapters.http.api import build_app
+from entrypoints.container import Container
+
+log = logging.getLogger("safe_exec")
+
+
+def create_app(container: Container | None = None) -> Litestar:
+    container = container or Container()
+    settings = container.settings()
+    active = container.active_sandbox()
+    slots = container.slots()
+    executor = container.executor()
+    state = {"stopping": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        # The probe is a real execution: it must finish before the first request is served.
+        await asyncio.to_thread(active.choose, container.candidates(), settings.limits, log.warning)
+        try:
+            yield
+        finally:
+            state["stopping"] = True
+            slots.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(slots.wait_idle(), settings.shutdown_grace_s)
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        sandbox = active.get()
+        details: dict[str, Any] = {
+            "sandbox": sandbox.name if sandbox is not None else None,
+            "isolation": list(getattr(sandbox, "isolation", ())),
+            "slots": {"capacity": slots.capacity, "in_use": slots.in_use, "queued": slots.waiting},
+            "limits": settings.limits.as_public_dict(),
+        }
+        if state["stopping"]:
+            return False, {**details, "reason": "shutting down"}
+        if sandbox is None:
+            return False, {**details, "reason": "no working sandbox (see the service log)"}
+        return True, details
+
+    return build_app(
+        execute=container.execute(),
+        health=health,
+        metrics_text=container.metrics().render,
+        limits=settings.limits,
+        max_body_bytes=settings.max_body_bytes,
+        lifespan=[lifespan],
+    )

