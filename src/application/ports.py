@@ -8,8 +8,8 @@ import attrs
 
 from domain.limits import Limits
 from domain.outcome import Outcome
-from domain.request import Script
 from domain.report import SandboxReport
+from domain.request import Script
 
 
 @attrs.frozen(kw_only=True)

@@ -157,8 +157,8 @@ def classify(report: SandboxReport, limits: Limits) -> Outcome:
     if report.sandbox_error is not None:
         return failure(ErrorCode.EMPTY_OUTPUT, f"The sandbox failed: {report.sandbox_error}.")
 
-    parsed = None if report.harness_report_truncated else parse_harness_report(
-        report.harness_report
+    parsed = (
+        None if report.harness_report_truncated else parse_harness_report(report.harness_report)
     )
     if parsed is not None:
         decided = _from_harness(*parsed, limits=limits, output=output, usage=usage)

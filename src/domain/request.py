@@ -30,7 +30,9 @@ def _validate_source(_inst: object, _attr: attrs.Attribute[str], source: str) ->
     try:
         source.encode("utf-8")
     except UnicodeEncodeError:
-        raise RequestRejected("'script' is not valid UTF-8 (lone surrogate)", field="script") from None
+        raise RequestRejected(
+            "'script' is not valid UTF-8 (it has a lone surrogate)", field="script"
+        ) from None
 
 
 @attrs.frozen
@@ -59,7 +61,7 @@ def parse_execute_body(body: bytes, limits: Limits) -> ExecuteRequest:
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestRejected("the body is not valid JSON") from None
     if not isinstance(payload, dict):
-        raise RequestRejected("the body must be a JSON object like {\"script\": \"...\"}")
+        raise RequestRejected('the body must be a JSON object like {"script": "..."}')
     unknown = sorted(set(payload) - ALLOWED_FIELDS)
     if unknown:
         raise RequestRejected(

@@ -12,7 +12,7 @@ from dependency_injector import containers, providers
 from adapters.metrics import InMemoryMetrics
 from adapters.sandbox.cgroups import CgroupParent
 from adapters.sandbox.nsjail import NsjailSandbox
-from adapters.sandbox.rlimit import SCRATCH_DIRS, RlimitSandbox, namespaces_available
+from adapters.sandbox.rlimit import RlimitSandbox, namespaces_available, outermost
 from adapters.sandbox.runtime import SandboxRuntime
 from adapters.settings import Settings
 from application.execute import ExecuteScript
@@ -43,12 +43,7 @@ def cgroups_or_none() -> CgroupParent | None:
 def service_paths() -> list[str]:
     """Directories holding the service's own code and environment, hidden from rlimit jobs."""
     source_root = Path(__file__).resolve().parents[2]
-    candidates = {str(source_root), sys.prefix, os.getcwd()}
-    return sorted(
-        path
-        for path in candidates
-        if path != "/" and not any(path.startswith(s + "/") or path == s for s in SCRATCH_DIRS)
-    )
+    return outermost([str(source_root), sys.prefix, os.getcwd()])
 
 
 class Container(containers.DeclarativeContainer):

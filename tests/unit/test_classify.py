@@ -90,7 +90,7 @@ def test_ok_returns_the_body_text_exactly_with_stdout_and_usage() -> None:
 
 
 def test_ok_body_may_contain_newlines() -> None:
-    body = b'[\n  1,\n  2\n]'
+    body = b"[\n  1,\n  2\n]"
 
     assert succeeded(run(harness_report=ok(body))).result_json == body.decode()
 
@@ -164,7 +164,9 @@ def test_no_main_without_detail_has_a_default() -> None:
 
 
 def test_non_json_names_the_reason() -> None:
-    report = channel({"status": "non_json", "detail": "Object of type set is not JSON serializable"})
+    report = channel(
+        {"status": "non_json", "detail": "Object of type set is not JSON serializable"}
+    )
 
     outcome = failed(run(harness_report=report), ErrorCode.NON_JSON_RETURN)
 
@@ -204,7 +206,9 @@ def test_syntax_error_without_an_integer_line_names_no_line(line: object) -> Non
 
 
 def test_syntax_error_defaults() -> None:
-    outcome = failed(run(harness_report=channel({"status": "syntax_error"})), ErrorCode.SYNTAX_ERROR)
+    outcome = failed(
+        run(harness_report=channel({"status": "syntax_error"})), ErrorCode.SYNTAX_ERROR
+    )
 
     assert outcome.message == "The script does not compile: invalid syntax."
     assert outcome.details == {"exception": "SyntaxError", "line": None, "traceback": ""}
@@ -404,7 +408,7 @@ def test_cpu_exhaustion_comes_before_the_memory_kill_heuristic() -> None:
 
 MEMORY_LIMITS = Limits(memory_bytes=100 * MIB)
 THRESHOLD_BYTES = int(MEMORY_KILL_THRESHOLD * MEMORY_LIMITS.memory_bytes)
-assert THRESHOLD_BYTES == MEMORY_KILL_THRESHOLD * MEMORY_LIMITS.memory_bytes  # exact, no rounding
+assert MEMORY_KILL_THRESHOLD * MEMORY_LIMITS.memory_bytes == THRESHOLD_BYTES  # exact, no rounding
 
 
 @pytest.mark.parametrize("peak", [THRESHOLD_BYTES, THRESHOLD_BYTES + 1, 200 * MIB])

@@ -4,6 +4,7 @@ only moves bytes and maps Litestar's own errors onto the contract's codes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,15 +16,15 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Reference,
     RequestBody,
     Schema,
 )
-from contextlib import AbstractAsyncContextManager
 
 from adapters.http.render import rejection, render
+from domain.limits import Limits
 from domain.outcome import ErrorCode, Outcome
 from domain.request import ExecuteRequest, RequestRejected, parse_execute_body
-from domain.limits import Limits
 
 JSON = "application/json"
 ERROR_CODES_BY_STATUS = {
@@ -36,7 +37,7 @@ def _json_response(status: int, body: bytes, headers: Mapping[str, str]) -> Resp
     return Response(content=body, status_code=status, media_type=JSON, headers=dict(headers))
 
 
-def _schema_object(properties: dict[str, Schema], required: list[str]) -> Schema:
+def _schema_object(properties: dict[str, Schema | Reference], required: list[str]) -> Schema:
     return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
 
 

@@ -9,17 +9,25 @@ import os
 import sys
 import traceback
 import types
+from typing import NoReturn
 
 SCRIPT_FILENAME = "<script>"
 MODULE_NAME = "script"
-STATUSES = ("ok", "no_main", "non_json", "syntax_error", "runtime_error", "memory_error",
-            "output_limit")
+STATUSES = (
+    "ok",
+    "no_main",
+    "non_json",
+    "syntax_error",
+    "runtime_error",
+    "memory_error",
+    "output_limit",
+)
 MEMORY_REPORT = b'{"status": "memory_error"}\n'
 HIGH_FD = 1000
 TEXT_CAP = 8192  # characters of exception detail and traceback kept in a report
 
 
-def _read_all(fd):
+def _read_all(fd: int) -> bytes:
     chunks = []
     while True:
         chunk = os.read(fd, 1 << 16)
@@ -30,7 +38,7 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
-def _hide_channel(fd):
+def _hide_channel(fd: int) -> int:
     # Move the channel to a high, close-on-exec fd so the script's children never inherit it
     # and the script cannot write to it by guessing a small number.
     import resource
@@ -44,20 +52,19 @@ def _hide_channel(fd):
     return high
 
 
-def _user_traceback(error):
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if f.filename == SCRIPT_FILENAME]
+def _user_traceback(error: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == SCRIPT_FILENAME]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.StackSummary.from_list(frames).format()  # folds repeated frames
     lines += traceback.format_exception_only(type(error), error)
     return _capped("".join(lines))
 
 
-def _capped(text):
+def _capped(text: str) -> str:
     return text if len(text) <= TEXT_CAP else text[: TEXT_CAP - 15] + "\n... (cut)\n"
 
 
-def _exception_header(error):
+def _exception_header(error: BaseException) -> dict[str, object]:
     if isinstance(error, MemoryError):
         return {"status": "memory_error"}
     try:
@@ -73,7 +80,7 @@ def _exception_header(error):
     }
 
 
-def _syntax_header(error):
+def _syntax_header(error: Exception) -> dict[str, object]:
     return {
         "status": "syntax_error",
         "exception": type(error).__name__,
@@ -83,15 +90,16 @@ def _syntax_header(error):
     }
 
 
-def _flush_streams():
+def _flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except BaseException:
             pass
 
 
-def _finish(channel, header, body=b""):
+def _finish(channel: int, header: dict[str, object], body: bytes = b"") -> NoReturn:
     _flush_streams()
     data = json.dumps(header).encode() + b"\n" + body
     view = memoryview(data)
@@ -101,45 +109,44 @@ def _finish(channel, header, body=b""):
     os._exit(0)
 
 
-def _run(channel, source, result_cap):
+def _run(channel: int, source: str, result_cap: int) -> None:
     try:
         code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as error:
-        return _finish(channel, _syntax_header(error))
+        _finish(channel, _syntax_header(error))
     module = types.ModuleType(MODULE_NAME)
     sys.modules[MODULE_NAME] = module  # dataclasses, pickle and typing look modules up here
     try:
         exec(code, module.__dict__)
         main = module.__dict__.get("main")
         if main is None:
-            return _finish(channel, {"status": "no_main", "detail": "'main' is not defined"})
+            _finish(channel, {"status": "no_main", "detail": "'main' is not defined"})
         if not callable(main):
             kind = type(main).__name__
-            return _finish(channel, {"status": "no_main", "detail": f"'main' is a {kind}"})
+            _finish(channel, {"status": "no_main", "detail": f"'main' is a {kind}"})
         value = main()
     except BaseException as error:
-        return _finish(channel, _exception_header(error))
+        _finish(channel, _exception_header(error))
     try:
         # ensure_ascii (the default) escapes lone surrogates too, so the bytes are always ASCII.
         encoded = json.dumps(value, allow_nan=False).encode("ascii")
     except MemoryError:
         raise
     except RecursionError:
-        return _finish(channel, {"status": "non_json", "detail": "the value is nested too deeply"})
+        _finish(channel, {"status": "non_json", "detail": "the value is nested too deeply"})
     except BaseException as error:
-        return _finish(channel, {"status": "non_json", "detail": _capped(str(error))})
+        _finish(channel, {"status": "non_json", "detail": _capped(str(error))})
     if len(encoded) > result_cap:
-        return _finish(channel, {"status": "output_limit", "size": len(encoded)})
-    return _finish(channel, {"status": "ok"}, encoded)
+        _finish(channel, {"status": "output_limit", "size": len(encoded)})
+    _finish(channel, {"status": "ok"}, encoded)
 
 
-def _bootstrap():
+def _bootstrap() -> None:
     script_fd, channel_fd, result_cap = (int(arg) for arg in sys.argv[1:4])
     sys.path[:0] = [path for path in sys.argv[4:] if path]
     channel = _hide_channel(channel_fd)
     source = _read_all(script_fd).decode("utf-8")
-    linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True),
-                                        SCRIPT_FILENAME)
+    linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True), SCRIPT_FILENAME)
     sys.argv = [SCRIPT_FILENAME]
     try:
         _run(channel, source, result_cap)

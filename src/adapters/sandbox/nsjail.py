@@ -61,8 +61,20 @@ class NsjailSandbox:
 
     @property
     def isolation(self) -> tuple[str, ...]:
-        layers = ("user", "pid", "mount", "network", "ipc", "uts", "cgroup-namespace",
-                  "read-only-root", "private-tmpfs", "seccomp", "rlimits", "uid")
+        layers = (
+            "user",
+            "pid",
+            "mount",
+            "network",
+            "ipc",
+            "uts",
+            "cgroup-namespace",
+            "read-only-root",
+            "private-tmpfs",
+            "seccomp",
+            "rlimits",
+            "uid",
+        )
         return (*layers, "cgroup-limits") if self.cgroups is not None else layers
 
     def _argv(self, job: SandboxJob, script_fd: int, channel_fd: int) -> list[str]:
@@ -79,27 +91,45 @@ class NsjailSandbox:
             env += ["-E", f"{key}={value}"]
         return [
             self.nsjail,
-            "--mode", "o",
+            "--mode",
+            "o",
             "--really_quiet",
-            "--user", f"{INSIDE_UID}:{outside}:1",
-            "--group", f"{INSIDE_UID}:{outside}:1",
-            "--hostname", "sandbox",
-            "--cwd", "/tmp",
-            "--time_limit", str(int(limits.wall_time_s) + 5),  # backstop; we kill first
-            "--max_cpus", "1",
-            "--rlimit_as", str(max(1, limits.memory_bytes // MIB)),
-            "--rlimit_cpu", str(limits.cpu_limit_whole_seconds),
-            "--rlimit_fsize", str(max(1, limits.tmp_size_bytes // MIB)),
-            "--rlimit_nofile", str(limits.max_open_files),
-            "--rlimit_nproc", str(limits.max_processes),
-            "--rlimit_core", "0",
-            "--rlimit_stack", "soft",
-            "--mount", f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}",
+            "--user",
+            f"{INSIDE_UID}:{outside}:1",
+            "--group",
+            f"{INSIDE_UID}:{outside}:1",
+            "--hostname",
+            "sandbox",
+            "--cwd",
+            "/tmp",
+            "--time_limit",
+            str(int(limits.wall_time_s) + 5),  # backstop; we kill first
+            "--max_cpus",
+            "1",
+            "--rlimit_as",
+            str(max(1, limits.memory_bytes // MIB)),
+            "--rlimit_cpu",
+            str(limits.cpu_limit_whole_seconds),
+            "--rlimit_fsize",
+            str(max(1, limits.tmp_size_bytes // MIB)),
+            "--rlimit_nofile",
+            str(limits.max_open_files),
+            "--rlimit_nproc",
+            str(limits.max_processes),
+            "--rlimit_core",
+            "0",
+            "--rlimit_stack",
+            "soft",
+            "--mount",
+            f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}",
             *mounts,
             *env,
-            "--pass_fd", str(script_fd),
-            "--pass_fd", str(channel_fd),
-            "--seccomp_string", SECCOMP_POLICY,
+            "--pass_fd",
+            str(script_fd),
+            "--pass_fd",
+            str(channel_fd),
+            "--seccomp_string",
+            SECCOMP_POLICY,
             "--",
             *self.runtime.harness_argv(script_fd, channel_fd, limits.result_cap_bytes),
         ]
@@ -107,6 +137,7 @@ class NsjailSandbox:
     def run(self, job: SandboxJob) -> SandboxReport:
         scope = self._scope(job)
         try:
+
             def preexec() -> None:
                 if scope is not None:
                     pid = str(os.getpid())

@@ -99,7 +99,8 @@ def supervise(
             pass_fds=(script_fd, channel_w),
             env=dict(launch.env),
             cwd=launch.cwd,
-            preexec_fn=launch.preexec,
+            # Safe here: every preexec only makes system calls, prepared before the fork.
+            preexec_fn=launch.preexec,  # noqa: PLW1509
             start_new_session=True,
             user=launch.user,
             group=launch.group,

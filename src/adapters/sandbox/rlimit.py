@@ -24,7 +24,7 @@ from adapters.sandbox.process import Launch, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
 from application.ports import SandboxJob
-from domain.limits import MIB, Limits
+from domain.limits import Limits
 from domain.report import SandboxReport
 
 CLONE_NEWNS = 0x00020000
@@ -81,6 +81,23 @@ def kill_uid(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
+def default_seccomp() -> SeccompFilter | None:
+    program = build_program()
+    return SeccompFilter(program) if program is not None else None
+
+
+def outermost(paths: Sequence[str]) -> list[str]:
+    """Drop paths inside other listed paths (once a parent is hidden they no longer exist),
+    and paths under the scratch directories (a fresh tmpfs hides those already)."""
+    normal = sorted({os.path.normpath(p) for p in paths})
+    kept: list[str] = []
+    for path in normal:
+        covered = [*kept, *SCRATCH_DIRS]
+        if path != "/" and not any(path == c or path.startswith(c + "/") for c in covered):
+            kept.append(path)
+    return kept
+
+
 @attrs.frozen(kw_only=True)
 class RlimitSandbox:
     runtime: SandboxRuntime
@@ -88,9 +105,7 @@ class RlimitSandbox:
     hide_paths: Sequence[str] = ()
     cgroups: CgroupParent | None = None
     use_namespaces: bool = True
-    seccomp: SeccompFilter | None = attrs.field(
-        factory=lambda: (lambda p: SeccompFilter(p) if p else None)(build_program())
-    )
+    seccomp: SeccompFilter | None = attrs.field(factory=default_seccomp)
     name: str = "rlimit"
 
     @property
@@ -172,10 +187,11 @@ class RlimitSandbox:
         """Everything here runs in the forked child before exec: prepare all values now."""
         procs_files = scope.procs_files if scope is not None else []
         tmpfs_options = f"size={limits.tmp_size_bytes},mode=1777".encode()
-        hidden = [p.encode() for p in self.hide_paths if os.path.isdir(p)]
+        hidden = [p.encode() for p in outermost(self.hide_paths) if os.path.isdir(p)]
+        cpu = limits.cpu_limit_whole_seconds
         rlimits = [
             (resource.RLIMIT_AS, limits.memory_bytes),
-            (resource.RLIMIT_CPU, limits.cpu_limit_whole_seconds, limits.cpu_limit_whole_seconds + 1),
+            (resource.RLIMIT_CPU, cpu, cpu + 1),  # SIGXCPU first, SIGKILL a second later
             (resource.RLIMIT_FSIZE, limits.tmp_size_bytes),
             (resource.RLIMIT_NOFILE, limits.max_open_files),
             (resource.RLIMIT_NPROC, limits.max_processes),
@@ -195,11 +211,21 @@ class RlimitSandbox:
                 _mount(b"none", b"/", b"", MS_REC | MS_PRIVATE, b"")
                 for scratch in SCRATCH_DIRS:
                     if os.path.isdir(scratch):
-                        _mount(b"tmpfs", scratch.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                               tmpfs_options)
+                        _mount(
+                            b"tmpfs",
+                            scratch.encode(),
+                            b"tmpfs",
+                            MS_NOSUID | MS_NODEV,
+                            tmpfs_options,
+                        )
                 for path in hidden:
-                    _mount(b"tmpfs", path, b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
-                           b"size=4096,mode=0555")
+                    _mount(
+                        b"tmpfs",
+                        path,
+                        b"tmpfs",
+                        MS_RDONLY | MS_NOSUID | MS_NODEV,
+                        b"size=4096,mode=0555",
+                    )
             for entry in rlimits:
                 soft, hard = (entry[1], entry[-1])
                 resource.setrlimit(entry[0], (soft, hard))
