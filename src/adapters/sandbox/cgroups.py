@@ -1,5 +1,9 @@
 """Per-execution cgroup v1 scopes (memory + pids): hard limits, OOM evidence, peak memory,
-and a kill that reaches every process of the execution, however it daemonised."""
+and a kill that reaches every process of the execution, however it daemonised.
+
+A scope may hold child groups (nsjail makes one per jail inside the scope it is given):
+limits, OOM events and peak usage are read at the scope, where the limit is set, and kills
+and removal walk the whole subtree."""
 
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ class CgroupParent:
     """The service's own directory under each controller; executions get children of it."""
 
     def __init__(self, name: str = "safe-exec") -> None:
-        self.dirs = {c: CGROUP_ROOT / c / _own_cgroup(c) / name for c in CONTROLLERS}
+        self.mounts = {c: CGROUP_ROOT / c for c in CONTROLLERS}
+        self.dirs = {c: self.mounts[c] / _own_cgroup(c) / name for c in CONTROLLERS}
 
     @classmethod
     def create(cls) -> CgroupParent:
@@ -36,14 +41,37 @@ class CgroupParent:
         return parent
 
     def scope(self, name: str, memory_bytes: int, max_pids: int) -> CgroupScope:
-        return CgroupScope({c: d / name for c, d in self.dirs.items()}, memory_bytes, max_pids)
+        return CgroupScope(
+            {c: d / name for c, d in self.dirs.items()}, self.mounts, memory_bytes, max_pids
+        )
+
+
+def _subtree(directory: Path) -> list[Path]:
+    """`directory` and every group below it, deepest first (the order rmdir needs)."""
+    found: list[Path] = []
+    with contextlib.suppress(FileNotFoundError):
+        for child in directory.iterdir():
+            if child.is_dir():
+                found += _subtree(child)
+    return [*found, directory]
+
+
+def _pids_in(directory: Path) -> list[int]:
+    pids: list[int] = []
+    for group in _subtree(directory):
+        with contextlib.suppress(FileNotFoundError):
+            pids += [int(p) for p in (group / "cgroup.procs").read_text().split()]
+    return pids
 
 
 class CgroupScope:
-    """One execution's cgroups. `join_paths` are written by the child before exec."""
+    """One execution's groups: `dirs` by controller; `mounts` are the controllers' roots."""
 
-    def __init__(self, dirs: dict[str, Path], memory_bytes: int, max_pids: int) -> None:
+    def __init__(
+        self, dirs: dict[str, Path], mounts: dict[str, Path], memory_bytes: int, max_pids: int
+    ) -> None:
         self.dirs = dirs
+        self.mounts = mounts
         self.memory_bytes = memory_bytes
         self.max_pids = max_pids
 
@@ -51,13 +79,17 @@ class CgroupScope:
         for directory in self.dirs.values():
             if directory.exists():  # left over from a crash: empty it before reuse
                 self._kill_in(directory)
-            else:
-                directory.mkdir()
+                self._remove_tree(directory)
+            directory.mkdir()
         memory = self.dirs["memory"]
         (memory / "memory.limit_in_bytes").write_text(str(self.memory_bytes))
         with contextlib.suppress(OSError):  # absent when swap accounting is off
             (memory / "memory.memsw.limit_in_bytes").write_text(str(self.memory_bytes))
         (self.dirs["pids"] / "pids.max").write_text(str(self.max_pids))
+
+    def relative(self, controller: str) -> str:
+        """The scope's path below its controller's mount point (nsjail's *_parent options)."""
+        return str(self.dirs[controller].relative_to(self.mounts[controller]))
 
     @property
     def procs_files(self) -> list[str]:
@@ -78,8 +110,7 @@ class CgroupScope:
     def _kill_in(directory: Path, attempts: int = 200, sparing: int | None = None) -> None:
         # pids.max bounds how fast a fork bomb refills the group, so this converges.
         for _ in range(attempts):
-            pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-            pids = [p for p in pids if p != sparing]
+            pids = [p for p in _pids_in(directory) if p != sparing]
             if not pids:
                 return
             for pid in pids:
@@ -89,12 +120,16 @@ class CgroupScope:
 
     def remove(self) -> None:
         for directory in self.dirs.values():
+            self._remove_tree(directory)
+
+    def _remove_tree(self, directory: Path) -> None:
+        for group in _subtree(directory):
             for _ in range(100):  # rmdir fails with EBUSY until the killed tasks are gone
                 try:
-                    directory.rmdir()
+                    group.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    self._kill_in(directory, attempts=1)
+                    self._kill_in(group, attempts=1)
                     time.sleep(0.005)
