@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.sandbox.runtime import default_interpreter  # noqa: E402
-from tests.integration.server import running_server  # noqa: E402
+from tests.integration.server import running_server
+
+from adapters.sandbox.runtime import default_interpreter
 
 SCRIPTS = {
     "trivial": "def main():\n    return 1\n",
@@ -69,12 +70,15 @@ def main() -> None:
                 total = args.requests * 2
                 started = time.perf_counter()
                 with ThreadPoolExecutor(4) as pool:
-                    answers = list(pool.map(lambda _: server.execute(SCRIPTS["trivial"]),
-                                            range(total)))
+                    answers = list(
+                        pool.map(lambda _: server.execute(SCRIPTS["trivial"]), range(total))
+                    )
                 elapsed = time.perf_counter() - started
                 ok = sum(a.status == 200 for a in answers)
-                print(f"{mode:7s} trivial        4 clients       "
-                      f"{total / elapsed:6.1f} req/s ({ok}/{total} ok)")
+                print(
+                    f"{mode:7s} trivial        4 clients       "
+                    f"{total / elapsed:6.1f} req/s ({ok}/{total} ok)"
+                )
                 health = json.loads(server.health().body)
                 print(f"{mode:7s} isolation: {', '.join(health['isolation'])}")
 

@@ -9,10 +9,9 @@
 # directly, with exactly the settings of json.dumps(value, allow_nan=False).
 from __future__ import annotations
 
+import _json
 import os
 import sys
-
-import _json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,9 +87,7 @@ def _user_traceback(error: BaseException, source: str) -> str:
     import traceback
 
     linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True), "")
-    frames = [
-        f for f in traceback.extract_tb(error.__traceback__) if f.filename == SCRIPT_FILENAME
-    ]
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == SCRIPT_FILENAME]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.StackSummary.from_list(frames).format()  # folds repeated frames
     lines += traceback.format_exception_only(type(error), error)

@@ -50,12 +50,18 @@ def _cgroup_args(limits: Limits, scope: CgroupScope | None) -> list[str]:
     if scope is None:
         return []
     return [
-        "--cgroup_mem_mount", str(scope.mounts["memory"]),
-        "--cgroup_mem_parent", scope.relative("memory"),
-        "--cgroup_mem_max", str(limits.memory_bytes + CHILD_GROUP_SLACK),
-        "--cgroup_pids_mount", str(scope.mounts["pids"]),
-        "--cgroup_pids_parent", scope.relative("pids"),
-        "--cgroup_pids_max", str(limits.max_processes + CHILD_GROUP_SLACK // MIB),
+        "--cgroup_mem_mount",
+        str(scope.mounts["memory"]),
+        "--cgroup_mem_parent",
+        scope.relative("memory"),
+        "--cgroup_mem_max",
+        str(limits.memory_bytes + CHILD_GROUP_SLACK),
+        "--cgroup_pids_mount",
+        str(scope.mounts["pids"]),
+        "--cgroup_pids_parent",
+        scope.relative("pids"),
+        "--cgroup_pids_max",
+        str(limits.max_processes + CHILD_GROUP_SLACK // MIB),
     ]
 
 
