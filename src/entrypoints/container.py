@@ -11,6 +11,7 @@ from dependency_injector import containers, providers
 
 from adapters.metrics import InMemoryMetrics
 from adapters.sandbox.cgroups import CgroupParent
+from adapters.sandbox.lease import UidLease, lease_uid_range
 from adapters.sandbox.nsjail import NsjailSandbox
 from adapters.sandbox.rlimit import RlimitSandbox, namespaces_available, outermost
 from adapters.sandbox.runtime import SandboxRuntime
@@ -30,12 +31,13 @@ def find_nsjail() -> str:
         return ""
 
 
-def cgroups_or_none() -> CgroupParent | None:
-    """Per-execution cgroups need root and a cgroup v1 memory+pids hierarchy."""
+def cgroups_or_none(lease: UidLease) -> CgroupParent | None:
+    """Per-execution cgroups need root and a cgroup v1 memory+pids hierarchy. The group is
+    named after the uid lease, so concurrent services on one host never share one."""
     if os.geteuid() != 0:
         return None
     try:
-        return CgroupParent.create()
+        return CgroupParent.create(f"safe-exec-{lease.base}")
     except OSError:
         return None
 
@@ -54,19 +56,20 @@ class Container(containers.DeclarativeContainer):
         python=settings.provided.sandbox_python,
         site_dirs=providers.Callable(lambda s: (s.sandbox_site,), settings),
     )
-    cgroups = providers.Singleton(cgroups_or_none)
+    uid_lease = providers.Singleton(lease_uid_range, settings.provided.uid_base)
+    cgroups = providers.Singleton(cgroups_or_none, uid_lease)
 
     nsjail = providers.Singleton(
         NsjailSandbox,
         nsjail=providers.Callable(find_nsjail),
         runtime=runtime,
-        uid_base=settings.provided.uid_base,
+        uid_base=uid_lease.provided.base,
         cgroups=cgroups,
     )
     rlimit = providers.Singleton(
         RlimitSandbox,
         runtime=runtime,
-        uid_base=settings.provided.uid_base,
+        uid_base=uid_lease.provided.base,
         cgroups=cgroups,
         hide_paths=providers.Callable(service_paths),
         use_namespaces=providers.Callable(namespaces_available),

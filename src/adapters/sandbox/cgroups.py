@@ -33,9 +33,9 @@ class CgroupParent:
         self.dirs = {c: self.mounts[c] / _own_cgroup(c) / name for c in CONTROLLERS}
 
     @classmethod
-    def create(cls) -> CgroupParent:
+    def create(cls, name: str = "safe-exec") -> CgroupParent:
         """Create (or reuse) the parent directories; raises OSError where cgroups are unusable."""
-        parent = cls()
+        parent = cls(name)
         for directory in parent.dirs.values():
             directory.mkdir(exist_ok=True)
         return parent
