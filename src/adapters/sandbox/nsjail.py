@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 import attrs
 
@@ -24,7 +23,6 @@ NSJAIL_SETUP_FAILED = 255  # nsjail's exit status when it could not build the ja
 # network namespace inside a memory cgroup costs ~12 ms more here.)
 CHILD_GROUP_SLACK = 64 * MIB
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
-SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin")
 
 # Default-allow policy that refuses what a script never needs and an escape always does:
 # tracing, new namespaces, mounts, kernel modules and keyrings, BPF, perf, io_uring.
@@ -46,22 +44,16 @@ USE safe_exec DEFAULT ALLOW
 """
 
 
-def _cgroup_args(limits: Limits, scope: CgroupScope | None) -> list[str]:
+def _cgroup_options(limits: Limits, scope: CgroupScope | None) -> list[tuple[str, str]]:
     if scope is None:
         return []
     return [
-        "--cgroup_mem_mount",
-        str(scope.mounts["memory"]),
-        "--cgroup_mem_parent",
-        scope.relative("memory"),
-        "--cgroup_mem_max",
-        str(limits.memory_bytes + CHILD_GROUP_SLACK),
-        "--cgroup_pids_mount",
-        str(scope.mounts["pids"]),
-        "--cgroup_pids_parent",
-        scope.relative("pids"),
-        "--cgroup_pids_max",
-        str(limits.max_processes + CHILD_GROUP_SLACK // MIB),
+        ("--cgroup_mem_mount", str(scope.mounts["memory"])),
+        ("--cgroup_mem_parent", scope.relative("memory")),
+        ("--cgroup_mem_max", str(limits.memory_bytes + CHILD_GROUP_SLACK)),
+        ("--cgroup_pids_mount", str(scope.mounts["pids"])),
+        ("--cgroup_pids_parent", scope.relative("pids")),
+        ("--cgroup_pids_max", str(limits.max_processes + CHILD_GROUP_SLACK // MIB)),
     ]
 
 
@@ -101,59 +93,43 @@ class NsjailSandbox:
         )
         return (*layers, "cgroup-limits") if self.cgroups is not None else layers
 
-    def _argv(self, job: SandboxJob, script_fd: int, channel_fd: int) -> list[str]:
+    def _argv(
+        self, job: SandboxJob, script_fd: int, channel_fd: int, scope: CgroupScope | None
+    ) -> list[str]:
         limits: Limits = job.limits
         outside = self.uid_base + job.slot if os.geteuid() == 0 else os.geteuid()
-        mounts: list[str] = []
-        readable = (*SYSTEM_DIRS, self.runtime.prefix, *self.runtime.site_dirs)
-        for directory in dict.fromkeys(d for d in readable if Path(d).exists()):
-            mounts += ["-R", directory]
-        for device in DEVICES:
-            mounts += ["-B" if device == "/dev/null" else "-R", device]
-        env: list[str] = []
-        for key, value in SANDBOX_ENV.items():
-            env += ["-E", f"{key}={value}"]
+        options: list[tuple[str, str]] = [
+            ("--mode", "o"),
+            ("--user", f"{INSIDE_UID}:{outside}:1"),
+            ("--group", f"{INSIDE_UID}:{outside}:1"),
+            ("--hostname", "sandbox"),
+            ("--cwd", "/tmp"),
+            ("--time_limit", str(int(limits.wall_time_s) + 5)),  # backstop; we kill first
+            ("--max_cpus", "1"),
+            ("--rlimit_as", str(max(1, limits.memory_bytes // MIB))),
+            ("--rlimit_cpu", str(limits.cpu_limit_whole_seconds)),
+            ("--rlimit_fsize", str(max(1, limits.tmp_size_bytes // MIB))),
+            ("--rlimit_nofile", str(limits.max_open_files)),
+            ("--rlimit_nproc", str(limits.max_processes)),
+            ("--rlimit_core", "0"),
+            ("--rlimit_stack", "soft"),
+            ("--mount", f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}"),
+            *(("-R", path) for path in self.runtime.read_only_paths()),
+            *(("-B" if dev == "/dev/null" else "-R", dev) for dev in DEVICES),
+            *(("-E", f"{key}={value}") for key, value in SANDBOX_ENV.items()),
+            ("--pass_fd", str(script_fd)),
+            ("--pass_fd", str(channel_fd)),
+            ("--seccomp_string", SECCOMP_POLICY),
+            *_cgroup_options(limits, scope),
+        ]
+        flags = [
+            "--really_quiet",
+            "--iface_no_lo",  # no loopback either: the jail has no network interface up
+        ]
         return [
             self.nsjail,
-            "--mode",
-            "o",
-            "--really_quiet",
-            "--user",
-            f"{INSIDE_UID}:{outside}:1",
-            "--group",
-            f"{INSIDE_UID}:{outside}:1",
-            "--hostname",
-            "sandbox",
-            "--cwd",
-            "/tmp",
-            "--time_limit",
-            str(int(limits.wall_time_s) + 5),  # backstop; we kill first
-            "--max_cpus",
-            "1",
-            "--rlimit_as",
-            str(max(1, limits.memory_bytes // MIB)),
-            "--rlimit_cpu",
-            str(limits.cpu_limit_whole_seconds),
-            "--rlimit_fsize",
-            str(max(1, limits.tmp_size_bytes // MIB)),
-            "--rlimit_nofile",
-            str(limits.max_open_files),
-            "--rlimit_nproc",
-            str(limits.max_processes),
-            "--rlimit_core",
-            "0",
-            "--rlimit_stack",
-            "soft",
-            "--mount",
-            f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}",
-            *mounts,
-            *env,
-            "--pass_fd",
-            str(script_fd),
-            "--pass_fd",
-            str(channel_fd),
-            "--seccomp_string",
-            SECCOMP_POLICY,
+            *flags,
+            *(part for option in options for part in option),
             "--",
             *self.runtime.harness_argv(script_fd, channel_fd, limits.result_cap_bytes),
         ]
@@ -171,8 +147,7 @@ class NsjailSandbox:
                     kill_process(pid)  # the jail's init has PDEATHSIG: it follows nsjail
 
             def launch(script_fd: int, channel_fd: int) -> Launch:
-                argv = self._argv(job, script_fd, channel_fd)
-                return Launch(argv=[argv[0], *_cgroup_args(job.limits, scope), *argv[1:]], env={})
+                return Launch(argv=self._argv(job, script_fd, channel_fd, scope), env={})
 
             report, ended = supervise(
                 launch,

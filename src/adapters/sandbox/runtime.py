@@ -4,6 +4,7 @@ unprivileged sandbox user can read. Never the service's own code or virtualenv."
 from __future__ import annotations
 
 import os
+import platform
 import stat
 import sys
 from functools import cache
@@ -75,6 +76,25 @@ class SandboxRuntime:
     def prefix(self) -> str:
         """The interpreter's installation prefix (holds bin/ and lib/pythonX.Y)."""
         return str(Path(self.python).resolve().parent.parent)
+
+    def read_only_paths(self) -> list[str]:
+        """Everything the sandbox needs to see, and nothing more: the interpreter, its
+        standard library (and libpython where it is shared), the system's shared C
+        libraries, the dynamic loader, time zone data and the sandbox libraries."""
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        prefix = Path(self.prefix)
+        triplet = f"{platform.machine()}-linux-gnu"
+        candidates = [
+            Path(self.python),
+            prefix / "lib" / f"python{version}",
+            *sorted((prefix / "lib").glob(f"libpython{version}*.so*")),
+            Path("/lib") / triplet,
+            Path("/usr/lib") / triplet,
+            Path("/lib64"),
+            Path("/usr/share/zoneinfo"),
+            *map(Path, self.site_dirs),
+        ]
+        return list(dict.fromkeys(str(p) for p in candidates if p.exists()))
 
     def harness_argv(self, script_fd: int, channel_fd: int, result_cap: int) -> list[str]:
         return [
