@@ -60,10 +60,21 @@ class ExecuteScript:
         # The slot is freed when the worker thread finishes, not when the caller stops
         # waiting: a client that disconnects must not let a second execution share its slot.
         running.add_done_callback(lambda _done: self._slots.release(slot))
-        report = await asyncio.shield(running)
+        try:
+            report = await asyncio.shield(running)
+        except Exception as error:  # a runner bug must still give the client a contract answer
+            return self._failed_run(error)
         outcome = classify(report, self._limits)
         self._metrics.observe_execution(outcome, queued_s)
         return outcome
+
+    def _failed_run(self, error: Exception) -> Failure:
+        failure = Failure(
+            code=ErrorCode.EMPTY_OUTPUT,
+            message=f"The sandbox failed: {type(error).__name__}: {error}.",
+        )
+        self._metrics.observe_execution(failure, 0.0)
+        return failure
 
     def _reject(self, code: ErrorCode, message: str, **details: object) -> Failure:
         self._metrics.observe_rejection(code.code)

@@ -133,9 +133,12 @@ class RlimitSandbox:
         def kill_tree(pid: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+            # An unprivileged process cannot leave its cgroup, so the cgroup reaches every
+            # descendant; without one, the slot's uid does (setsid cannot escape that).
             if scope is not None:
                 scope.kill_all()
-            kill_uid(uid)
+            else:
+                kill_uid(uid)
 
         try:
             env = dict(SANDBOX_ENV)
@@ -159,9 +162,11 @@ class RlimitSandbox:
                 )
             return report
         finally:
-            kill_uid(uid)
             if scope is not None:
+                scope.kill_all()
                 scope.remove()
+            else:
+                kill_uid(uid)
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
