@@ -35,6 +35,8 @@ NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
@@ -50,6 +52,48 @@ def _check(result: int, what: str) -> None:
 
 def _mount(source: bytes, target: bytes, fstype: bytes, flags: int, data: bytes) -> None:
     _check(_libc.mount(source, target, fstype, flags, data), f"mount {target!r}")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux 5.12)
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 1
+_READ_ONLY = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+
+
+def _mount_points() -> list[bytes]:
+    """Every mount point, parents first (read in the parent: the child's copy is the same)."""
+    with open("/proc/self/mountinfo", "rb") as handle:
+        return [line.split()[4] for line in handle]
+
+
+def _make_read_only(mount_points: list[bytes]) -> None:
+    """Make the whole (private copy of the) mount tree read-only: world-writable host
+    directories such as /run/lock must not become a channel between executions."""
+    result = _libc.syscall(
+        SYS_MOUNT_SETATTR,
+        AT_FDCWD,
+        b"/",
+        AT_RECURSIVE,
+        ctypes.byref(_READ_ONLY),
+        ctypes.sizeof(_READ_ONLY),
+    )
+    if result == 0:
+        return
+    # Older kernels and gVisor: remount each mount read-only; the root must succeed.
+    for point in mount_points:
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        if _libc.mount(None, point, None, flags, None) != 0 and point == b"/":
+            _check(-1, "remount / read-only")
 
 
 def namespaces_available() -> bool:
@@ -204,6 +248,7 @@ class RlimitSandbox:
             (resource.RLIMIT_CORE, 0),
         ]
         use_namespaces = self.use_namespaces
+        mount_points = _mount_points() if use_namespaces else []
         seccomp = self.seccomp
         cwd = workdir or "/tmp"
 
@@ -214,7 +259,9 @@ class RlimitSandbox:
                     handle.write(pid)
             if use_namespaces:
                 _check(_libc.unshare(NAMESPACES), "unshare")
+                _check(_libc.sethostname(b"sandbox", 7), "sethostname")
                 _mount(b"none", b"/", b"", MS_REC | MS_PRIVATE, b"")
+                _make_read_only(mount_points)
                 for scratch in SCRATCH_DIRS:
                     if os.path.isdir(scratch):
                         _mount(

@@ -24,13 +24,16 @@ X32_SYSCALL_BIT = 0x40000000
 BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15
 BPF_JGE_K = 0x35
+BPF_JSET_K = 0x45
 BPF_RET_K = 0x06
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+CLONE_NEW_NAMESPACES = 0x7E020000
 
-# (audit arch, socket, syscalls refused with EPERM)
-TABLES: dict[str, tuple[int, int, dict[str, int]]] = {
+# (audit arch, syscalls checked by argument, syscalls refused with EPERM)
+TABLES: dict[str, tuple[int, dict[str, int], dict[str, int]]] = {
     "x86_64": (
         0xC000003E,
-        41,
+        {"socket": 41, "clone": 56, "clone3": 435},
         {
             "ptrace": 101,
             "process_vm_readv": 310,
@@ -67,7 +70,7 @@ TABLES: dict[str, tuple[int, int, dict[str, int]]] = {
     ),
     "aarch64": (
         0xC00000B7,
-        198,
+        {"socket": 198, "clone": 220, "clone3": 435},
         {
             "ptrace": 117,
             "process_vm_readv": 270,
@@ -103,8 +106,26 @@ TABLES: dict[str, tuple[int, int, dict[str, int]]] = {
 }
 
 
-def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
-    return struct.pack("HBBI", code, jt, jf, k)
+Insn = tuple[int, str | None, str | None, int]  # (code, jump-if-true, jump-if-false, k)
+
+
+def _assemble(program: list[Insn | str]) -> bytes:
+    """Classic BPF with named jump targets: a str entry is a label for the next instruction."""
+    positions: dict[str, int] = {}
+    insns: list[Insn] = []
+    for entry in program:
+        if isinstance(entry, str):
+            positions[entry] = len(insns)
+        else:
+            insns.append(entry)
+
+    def offset(label: str | None, index: int) -> int:
+        return 0 if label is None else positions[label] - index - 1
+
+    return b"".join(
+        struct.pack("HBBI", code, offset(jt, i), offset(jf, i), k)
+        for i, (code, jt, jf, k) in enumerate(insns)
+    )
 
 
 def build_program(machine: str | None = None) -> bytes | None:
@@ -112,30 +133,40 @@ def build_program(machine: str | None = None) -> bytes | None:
     table = TABLES.get(machine or platform.machine())
     if table is None:
         return None
-    arch, socket_nr, denied = table
-    eperm = SECCOMP_RET_ERRNO | errno.EPERM
-    eaccess = SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT
-    numbers = sorted(set(denied.values()))
-    insns = [
-        _insn(BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
-        _insn(BPF_JEQ_K, 1, 0, arch),
-        _insn(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),
-        _insn(BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+    arch, numbers, denied = table
+    program: list[Insn | str] = [
+        (BPF_LD_W_ABS, None, None, 4),  # seccomp_data.arch
+        (BPF_JEQ_K, "native", None, arch),
+        (BPF_RET_K, None, None, SECCOMP_RET_KILL_PROCESS),
+        "native",
+        (BPF_LD_W_ABS, None, None, 0),  # seccomp_data.nr
     ]
     if arch == TABLES["x86_64"][0]:
-        insns.append(_insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT))  # x32 ABI: refuse wholesale
-        insns.append(_insn(BPF_RET_K, 0, 0, eperm))
-    # socket(): jump to the family check, which sits after the deny list.
-    insns.append(_insn(BPF_JEQ_K, len(numbers) + 2, 0, socket_nr))
-    for index, number in enumerate(numbers):
-        insns.append(_insn(BPF_JEQ_K, len(numbers) - index, 0, number))
-    insns.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
-    insns.append(_insn(BPF_RET_K, 0, 0, eperm))
-    insns.append(_insn(BPF_LD_W_ABS, 0, 0, 16))  # seccomp_data.args[0], low half
-    insns.append(_insn(BPF_JEQ_K, 0, 1, AF_UNIX))
-    insns.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
-    insns.append(_insn(BPF_RET_K, 0, 0, eaccess))
-    return b"".join(insns)
+        program.append((BPF_JGE_K, "eperm", None, X32_SYSCALL_BIT))  # x32 ABI: refuse wholesale
+    program += [
+        (BPF_JEQ_K, "socket", None, numbers["socket"]),
+        (BPF_JEQ_K, "clone", None, numbers["clone"]),
+        # clone3 passes its flags in memory, out of a filter's sight: ENOSYS makes the C
+        # library fall back to clone(), whose flags are checked below.
+        (BPF_JEQ_K, "enosys", None, numbers["clone3"]),
+        *((BPF_JEQ_K, "eperm", None, number) for number in sorted(set(denied.values()))),
+        (BPF_RET_K, None, None, SECCOMP_RET_ALLOW),
+        "socket",
+        (BPF_LD_W_ABS, None, None, 16),  # seccomp_data.args[0] (low half): the family
+        (BPF_JEQ_K, "allow", "eafnosupport", AF_UNIX),
+        "clone",
+        (BPF_LD_W_ABS, None, None, 16),  # seccomp_data.args[0] (low half): the flags
+        (BPF_JSET_K, "eperm", "allow", CLONE_NEW_NAMESPACES),
+        "allow",
+        (BPF_RET_K, None, None, SECCOMP_RET_ALLOW),
+        "eperm",
+        (BPF_RET_K, None, None, SECCOMP_RET_ERRNO | errno.EPERM),
+        "enosys",
+        (BPF_RET_K, None, None, SECCOMP_RET_ERRNO | errno.ENOSYS),
+        "eafnosupport",
+        (BPF_RET_K, None, None, SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT),
+    ]
+    return _assemble(program)
 
 
 class _SockFprog(ctypes.Structure):
