@@ -2,10 +2,13 @@
 
 Order matters and is part of the contract:
 1. a sandbox that could not run at all is EMPTY_OUTPUT;
-2. a complete, well-formed harness report decides (the harness saw exactly what happened);
-3. otherwise the outside evidence decides: result channel over its cap, the wall-clock deadline,
-   the OOM killer, CPU exhaustion, then a SIGKILL at the memory ceiling when the OOM killer
-   cannot be observed directly; anything else is EMPTY_OUTPUT naming how the process ended.
+2. evidence from outside the sandbox comes next, because a script can tamper with anything
+   inside it: the wall-clock deadline, the OOM killer, CPU exhaustion;
+3. then a complete, well-formed report carrying the execution's token decides, but only from
+   a process that exited normally (the harness always exits 0 right after reporting);
+4. otherwise: result channel over its cap is OUTPUT_LIMIT, a SIGKILL at the memory ceiling
+   (when the OOM killer cannot be observed directly) is MEMORY_LIMIT, and anything else is
+   EMPTY_OUTPUT naming how the process ended.
 """
 
 from __future__ import annotations
@@ -55,8 +58,13 @@ def _format_seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def parse_harness_report(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
-    """Split a report into its header and body; None when it is missing or malformed."""
+def parse_harness_report(raw: bytes, token: bytes = b"") -> tuple[dict[str, Any], bytes] | None:
+    """Split a report into its header and body; None when it is missing, malformed, or does
+    not start with the execution's token line."""
+    if token:
+        if not raw.startswith(token + b"\n"):
+            return None
+        raw = raw[len(token) + 1 :]
     header_line, newline, body = raw.partition(b"\n")
     if not newline:
         return None
@@ -156,20 +164,6 @@ def classify(report: SandboxReport, limits: Limits) -> Outcome:
 
     if report.sandbox_error is not None:
         return failure(ErrorCode.EMPTY_OUTPUT, f"The sandbox failed: {report.sandbox_error}.")
-
-    parsed = (
-        None if report.harness_report_truncated else parse_harness_report(report.harness_report)
-    )
-    if parsed is not None:
-        decided = _from_harness(*parsed, limits=limits, output=output, usage=usage)
-        if decided is not None:
-            return decided
-
-    if report.harness_report_truncated:
-        return failure(
-            ErrorCode.OUTPUT_LIMIT,
-            f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes.",
-        )
     if report.timed_out:
         return failure(
             ErrorCode.TIMEOUT,
@@ -192,6 +186,20 @@ def classify(report: SandboxReport, limits: Limits) -> Outcome:
             f"The script exceeded the CPU time limit of {_format_seconds(limits.cpu_time_s)}.",
             limit="cpu_time",
         )
+
+    exited_normally = report.signal is None and report.exit_code == 0
+    if exited_normally and not report.harness_report_truncated:
+        parsed = parse_harness_report(report.harness_report, report.report_token)
+        if parsed is not None:
+            decided = _from_harness(*parsed, limits=limits, output=output, usage=usage)
+            if decided is not None:
+                return decided
+
+    if report.harness_report_truncated:
+        return failure(
+            ErrorCode.OUTPUT_LIMIT,
+            f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes.",
+        )
     if (
         report.signal == signals.SIGKILL
         and report.oom_killed is None
@@ -202,17 +210,16 @@ def classify(report: SandboxReport, limits: Limits) -> Outcome:
             ErrorCode.MEMORY_LIMIT,
             f"The script was killed at the memory limit of {limits.memory_bytes // MIB} MiB.",
         )
-    return failure(ErrorCode.EMPTY_OUTPUT, _no_report_message(report, parsed is None))
+    return failure(ErrorCode.EMPTY_OUTPUT, _no_report_message(report))
 
 
-def _no_report_message(report: SandboxReport, missing: bool) -> str:
-    what = "no result" if missing or not report.harness_report else "a malformed result"
+def _no_report_message(report: SandboxReport) -> str:
     if report.signal is not None:
         how = f"the process was killed by {_signal_name(report.signal)}"
     elif report.exit_code is not None:
         how = f"the process exited with status {report.exit_code}"
     else:
         how = "the process ended"
-    if not report.harness_report:
-        return f"The sandbox produced no result: {how} before main() returned."
-    return f"The sandbox produced {what}: {how}."
+    if report.harness_report:
+        return f"The sandbox produced no valid result: {how} after an unrecognised report."
+    return f"The sandbox produced no result: {how} before main() returned."

@@ -1,7 +1,8 @@
 """What a sandbox run reported, before any interpretation.
 
 The in-sandbox harness (src/adapters/sandbox/harness.py) writes one report on a dedicated file
-descriptor: a JSON header line, a newline, then for status "ok" the result's JSON text.
+descriptor: the execution's random token line, a JSON header line, then for status "ok" the
+result's JSON text. A report without the token is not the harness's and is ignored.
 The status names below are that protocol; the harness repeats them because it may import
 nothing from the service (a unit test keeps the two in step).
 """
@@ -31,6 +32,7 @@ class SandboxReport:
     - `timed_out`: the runner's wall-clock deadline fired and it killed the execution.
     - `oom_killed`: the kernel's OOM killer acted in the execution's cgroup (None: not knowable).
     - `harness_report`: bytes read from the result channel (empty if nothing was written).
+    - `report_token`: the token a genuine report starts with (empty: no token expected).
     - `sandbox_error`: the sandbox itself failed (could not start, setup error), in one line.
     """
 
@@ -40,6 +42,7 @@ class SandboxReport:
     oom_killed: bool | None = None
     harness_report: bytes = b""
     harness_report_truncated: bool = False
+    report_token: bytes = b""
     stdout: bytes = b""
     stdout_truncated: bool = False
     stderr: bytes = b""

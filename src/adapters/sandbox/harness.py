@@ -1,7 +1,8 @@
 # The in-sandbox harness. It runs inside the sandbox as `python -I -S -X utf8 -c <this file>
 # <script_fd> <channel_fd> <result_cap> [site_dir ...]`, so it may import only the standard
 # library and nothing of the service. It loads the script as a module, calls main(), encodes
-# the result strictly and writes ONE report to the channel fd: a JSON header line, then for
+# the result strictly and writes ONE report to the channel fd: the execution's token line
+# (the script file's first line, which the script never sees), a JSON header line, then for
 # status "ok" the result's JSON text. Stdout is never parsed, so printing cannot forge a result.
 #
 # Start-up time is the service's latency floor, so only built-in modules are imported up
@@ -15,7 +16,10 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
+
+    Reporter = Callable[..., NoReturn]
 
 SCRIPT_FILENAME = "<script>"
 MODULE_NAME = "script"
@@ -131,48 +135,53 @@ def _flush_streams() -> None:
             pass
 
 
-def _finish(channel: int, header: dict[str, object], body: bytes = b"") -> NoReturn:
-    _flush_streams()
-    if os.getpid() != HARNESS_PID:  # a forked child returned through main(): not the result
+def _reporter(channel: int, token: bytes) -> Reporter:
+    """The one way to write the report. The per-execution token, which the script never
+    sees in any file, argument or global, marks the report as the harness's own: a script
+    that finds the channel fd and writes to it cannot produce a report the service accepts."""
+
+    def report(header: dict[str, object], body: bytes = b"") -> NoReturn:
+        _flush_streams()
+        if os.getpid() != HARNESS_PID:  # a forked child returned through main(): not the result
+            os._exit(0)
+        view = memoryview(token + b"\n" + _dumps(header).encode() + b"\n" + body)
+        while view:
+            view = view[os.write(channel, view) :]
         os._exit(0)
-    data = _dumps(header).encode() + b"\n" + body
-    view = memoryview(data)
-    while view:
-        written = os.write(channel, view)
-        view = view[written:]
-    os._exit(0)
+
+    return report
 
 
-def _run(channel: int, source: str, result_cap: int) -> None:
+def _run(finish: Reporter, source: str, result_cap: int) -> None:
     try:
         code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as error:
-        _finish(channel, _syntax_header(error))
+        finish(_syntax_header(error))
     module = type(sys)(MODULE_NAME)
     sys.modules[MODULE_NAME] = module  # dataclasses, pickle and typing look modules up here
     try:
         exec(code, module.__dict__)
         main = module.__dict__.get("main")
         if main is None:
-            _finish(channel, {"status": "no_main", "detail": "'main' is not defined"})
+            finish({"status": "no_main", "detail": "'main' is not defined"})
         if not callable(main):
             kind = type(main).__name__
-            _finish(channel, {"status": "no_main", "detail": f"'main' is a {kind}"})
+            finish({"status": "no_main", "detail": f"'main' is a {kind}"})
         value = main()
     except BaseException as error:
-        _finish(channel, _exception_header(error, source))
+        finish(_exception_header(error, source))
     try:
         # ensure_ascii escapes lone surrogates too, so the text is always ASCII.
         encoded = _dumps(value).encode("ascii")
     except MemoryError:
         raise
     except RecursionError:
-        _finish(channel, {"status": "non_json", "detail": "the value is nested too deeply"})
+        finish({"status": "non_json", "detail": "the value is nested too deeply"})
     except BaseException as error:
-        _finish(channel, {"status": "non_json", "detail": _capped(str(error))})
+        finish({"status": "non_json", "detail": _capped(str(error))})
     if len(encoded) > result_cap:
-        _finish(channel, {"status": "output_limit", "size": len(encoded)})
-    _finish(channel, {"status": "ok"}, encoded)
+        finish({"status": "output_limit", "size": len(encoded)})
+    finish({"status": "ok"}, encoded)
 
 
 HARNESS_PID = os.getpid()
@@ -182,13 +191,14 @@ def _bootstrap() -> None:
     script_fd, channel_fd, result_cap = (int(arg) for arg in sys.argv[1:4])
     sys.path[:0] = [path for path in sys.argv[4:] if path]
     channel = _hide_channel(channel_fd)
-    source = _read_all(script_fd).decode("utf-8")
+    token, _newline, script = _read_all(script_fd).partition(b"\n")
+    memory_report = token + b"\n" + MEMORY_REPORT
     sys.argv = [SCRIPT_FILENAME]
     try:
-        _run(channel, source, result_cap)
+        _run(_reporter(channel, token), script.decode("utf-8"), result_cap)
     except MemoryError:
         try:
-            os.write(channel, MEMORY_REPORT)
+            os.write(channel, memory_report)
         finally:
             os._exit(0)
 

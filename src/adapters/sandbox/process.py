@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import attrs
 
@@ -64,10 +67,11 @@ class Ended:
     max_rss_bytes: int
 
 
-def make_script_fd(source: str) -> int:
-    """An anonymous in-memory file holding the script: nothing touches the disk."""
+def make_script_fd(source: str, token: bytes) -> int:
+    """An anonymous in-memory file holding the report token line and the script: nothing
+    touches the disk. The harness reads and closes it before the script runs."""
     fd = os.memfd_create("script", os.MFD_CLOEXEC)
-    data = memoryview(source.encode("utf-8"))
+    data = memoryview(token + b"\n" + source.encode("utf-8"))
     while data:
         data = data[os.write(fd, data) :]
     os.lseek(fd, 0, os.SEEK_SET)
@@ -87,25 +91,12 @@ def supervise(
     `kill_tree(pid)` must kill the process and everything it started. It is called on the
     deadline and again once the process has ended (to reap daemonised descendants)."""
     started = time.monotonic()
-    script_fd = make_script_fd(source)
+    token = secrets.token_hex(16).encode()
+    script_fd = make_script_fd(source, token)
     channel_r, channel_w = os.pipe()
     try:
         launch = build(script_fd, channel_w)
-        proc = subprocess.Popen(
-            list(launch.argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(script_fd, channel_w),
-            env=dict(launch.env),
-            cwd=launch.cwd,
-            # Safe here: every preexec only makes system calls, prepared before the fork.
-            preexec_fn=launch.preexec,  # noqa: PLW1509
-            start_new_session=True,
-            user=launch.user,
-            group=launch.group,
-            extra_groups=[] if launch.group is not None else None,
-        )
+        proc = _spawn(launch, pass_fds=(script_fd, channel_w))
     except (OSError, subprocess.SubprocessError) as error:
         os.close(channel_r)
         return SandboxReport(sandbox_error=f"could not start the sandbox: {error}"), None
@@ -132,6 +123,7 @@ def supervise(
         signal=ended.signal,
         timed_out=timed_out,
         harness_report=channel.value(),
+        report_token=token,
         harness_report_truncated=channel.truncated,
         stdout=stdout.value(),
         stdout_truncated=stdout.truncated,
@@ -142,6 +134,49 @@ def supervise(
         peak_memory_bytes=ended.max_rss_bytes,
     )
     return report, ended
+
+
+# Processes this module started and will wait4() itself; the orphan reaper leaves them alone.
+_supervised: set[int] = set()
+_spawn_lock = threading.Lock()
+
+
+def _spawn(launch: Launch, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    with _spawn_lock:  # registered before the reaper can see it, however fast it exits
+        proc = subprocess.Popen(
+            list(launch.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            env=dict(launch.env),
+            cwd=launch.cwd,
+            # Safe here: every preexec only makes system calls, prepared before the fork.
+            preexec_fn=launch.preexec,  # noqa: PLW1509
+            start_new_session=True,
+            user=launch.user,
+            group=launch.group,
+            extra_groups=[] if launch.group is not None else None,
+        )
+        _supervised.add(proc.pid)
+    return proc
+
+
+def reap_orphans() -> None:
+    """Reap zombies that were re-parented to us: when the service is PID 1 (a container
+    without an init, or the tests' PID namespace), killed descendants of a script become our
+    children, and unreaped they would keep counting against their uid's process limit."""
+    if os.getpid() != 1:
+        return
+    with _spawn_lock:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in _supervised:
+                continue
+            with contextlib.suppress(OSError):
+                stat = Path(entry.path, "stat").read_text()
+                state, parent = stat.rsplit(")", 1)[1].split()[:2]
+                if state == "Z" and parent == "1":
+                    os.waitpid(int(entry.name), os.WNOHANG)
 
 
 def _pump(
@@ -187,7 +222,11 @@ def _reap(
     proc: subprocess.Popen[bytes],
     decode_status: Callable[[int], tuple[int | None, int | None]] | None,
 ) -> Ended:
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        with _spawn_lock:
+            _supervised.discard(proc.pid)
     proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting again
     if os.WIFSIGNALED(status):
         exit_code, sig = None, os.WTERMSIG(status)

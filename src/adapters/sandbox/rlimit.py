@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from adapters.sandbox.cgroups import CgroupParent, CgroupScope
-from adapters.sandbox.process import Launch, supervise
+from adapters.sandbox.process import Launch, reap_orphans, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
 from application.ports import SandboxJob
@@ -208,9 +208,11 @@ class RlimitSandbox:
         finally:
             if scope is not None:
                 scope.kill_all()
-                scope.remove()
             else:
                 kill_uid(uid)
+            reap_orphans()
+            if scope is not None:
+                scope.remove()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
