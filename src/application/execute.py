@@ -63,17 +63,17 @@ class ExecuteScript:
         try:
             report = await asyncio.shield(running)
         except Exception as error:  # a runner bug must still give the client a contract answer
-            return self._failed_run(error)
+            return self._failed_run(error, queued_s)
         outcome = classify(report, self._limits)
         self._metrics.observe_execution(outcome, queued_s)
         return outcome
 
-    def _failed_run(self, error: Exception) -> Failure:
+    def _failed_run(self, error: Exception, queued_s: float) -> Failure:
         failure = Failure(
             code=ErrorCode.EMPTY_OUTPUT,
             message=f"The sandbox failed: {type(error).__name__}: {error}.",
         )
-        self._metrics.observe_execution(failure, 0.0)
+        self._metrics.observe_execution(failure, queued_s)
         return failure
 
     def _reject(self, code: ErrorCode, message: str, **details: object) -> Failure:

@@ -31,15 +31,22 @@ def probe(sandbox: Sandbox, limits: Limits) -> tuple[str | None, str | None]:
     try:
         report = sandbox.run(SandboxJob(script=Script(PROBE_SCRIPT), limits=limits, slot=0))
     except Exception as error:  # a broken adapter must not stop the service from starting
-        return f"{type(error).__name__}: {error}", None
+        return _one_line(f"{type(error).__name__}: {error}"), None
     outcome = classify(report, limits)
     if not isinstance(outcome, Success) or outcome.output.stdout != "probe\n":
         reason = outcome.message if not isinstance(outcome, Success) else "wrong stdout"
         stderr = outcome.output.stderr.strip().splitlines()
-        return reason + (f" (stderr: {stderr[-1]})" if stderr else ""), None
-    libraries = json.loads(outcome.result_json)["libraries"]
+        return _one_line(reason + (f" (stderr: {stderr[-1]})" if stderr else "")), None
+    result = json.loads(outcome.result_json)
+    libraries = result.get("libraries") if isinstance(result, dict) else None
+    if not isinstance(libraries, str):
+        return f"unexpected probe result {_one_line(outcome.result_json)[:200]}", None
     warning = None if libraries == "ok" else f"numpy/pandas do not import: {libraries}"
     return None, warning
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def select_sandbox(

@@ -81,6 +81,10 @@ def parse_harness_report(raw: bytes, token: bytes = b"") -> tuple[dict[str, Any]
     return header, body
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not strict JSON")
+
+
 def _text(header: dict[str, Any], key: str, default: str = "") -> str:
     value = header.get(key, default)
     return value if isinstance(value, str) else default
@@ -103,7 +107,7 @@ def _from_harness(
             )
         try:
             text = body.decode("utf-8")
-            json.loads(text)
+            json.loads(text, parse_constant=_reject_constant)
         except RecursionError:
             return failure(ErrorCode.NON_JSON_RETURN, "main() returned a value nested too deeply.")
         except ValueError:
@@ -180,7 +184,7 @@ def classify(report: SandboxReport, limits: Limits) -> Outcome:
         signals.SIGKILL,
         signals.SIGXCPU,
     )
-    if report.signal == signals.SIGXCPU or cpu_exhausted:
+    if report.cpu_limit_hit or report.signal == signals.SIGXCPU or cpu_exhausted:
         return failure(
             ErrorCode.TIMEOUT,
             f"The script exceeded the CPU time limit of {_format_seconds(limits.cpu_time_s)}.",

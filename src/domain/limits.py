@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 from attrs import validators as v
 
@@ -10,11 +12,16 @@ MIB = 1024 * KIB
 
 
 def _positive_number(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
-_positive_int = [v.instance_of(int), v.gt(0)]
+def _not_bool(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be an integer, got {value!r}")
+
+
+_positive_int = [v.instance_of(int), _not_bool, v.gt(0)]
 
 
 @attrs.frozen(kw_only=True)

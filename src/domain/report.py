@@ -31,6 +31,8 @@ class SandboxReport:
     - `exit_code` / `signal`: how the sandboxed process ended (at most one is set).
     - `timed_out`: the runner's wall-clock deadline fired and it killed the execution.
     - `oom_killed`: the kernel's OOM killer acted in the execution's cgroup (None: not knowable).
+    - `cpu_limit_hit`: the runner knows the CPU-time rlimit ended the process (nsjail: a SIGKILL
+      to the jail's init that neither the deadline nor the OOM killer sent can only be it).
     - `harness_report`: bytes read from the result channel (empty if nothing was written).
     - `report_token`: the token a genuine report starts with (empty: no token expected).
     - `sandbox_error`: the sandbox itself failed (could not start, setup error), in one line.
@@ -40,6 +42,7 @@ class SandboxReport:
     signal: int | None = None
     timed_out: bool = False
     oom_killed: bool | None = None
+    cpu_limit_hit: bool = False
     harness_report: bytes = b""
     harness_report_truncated: bool = False
     report_token: bytes = b""

@@ -108,7 +108,11 @@ def start_server(mode: str, tmp_dir: Path, extra_env: Mapping[str, str] | None =
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = Server(mode=mode, port=port, process=process, log_path=log_path)

@@ -1,4 +1,10 @@
-"""Exhaustive example-based tests of domain.classify: harness statuses, precedence, messages."""
+"""Exhaustive example-based tests of domain.classify: harness statuses, precedence, messages.
+
+The precedence under test is the one in domain/classify.py's docstring:
+1. sandbox_error; 2. outside evidence (wall clock, OOM killer, CPU); 3. a well-formed report
+with the execution's token from a process that exited 0; 4. truncated channel, SIGKILL at the
+memory ceiling, else EMPTY_OUTPUT naming how the process ended.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,14 @@ from domain.outcome import ErrorCode, Failure, Outcome, Output, Success, Usage
 from domain.report import HarnessStatus, SandboxReport
 
 LIMITS = Limits()
+TOKEN = b"5f0c8a1e9b7d"
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 
 
-def channel(header: dict[str, Any], body: bytes = b"") -> bytes:
-    """The bytes the harness writes on its result channel: a JSON header line, then a body."""
-    return json.dumps(header).encode() + b"\n" + body
+def channel(header: dict[str, Any], body: bytes = b"", token: bytes = b"") -> bytes:
+    """What the harness writes on its result channel: [token line,] JSON header line, body."""
+    prefix = token + b"\n" if token else b""
+    return prefix + json.dumps(header).encode() + b"\n" + body
 
 
 def ok(body: bytes = b"42") -> bytes:
@@ -28,6 +36,11 @@ def ok(body: bytes = b"42") -> bytes:
 
 def run(limits: Limits = LIMITS, **fields: Any) -> Outcome:
     return classify(SandboxReport(**fields), limits)
+
+
+def reported(raw: bytes, limits: Limits = LIMITS, **fields: Any) -> Outcome:
+    """Classify a run whose process exited with status 0 after writing `raw` on the channel."""
+    return run(limits, **{"exit_code": 0, "harness_report": raw, **fields})
 
 
 def failed(outcome: Outcome, code: ErrorCode) -> Failure:
@@ -60,7 +73,7 @@ def test_the_status_table_covers_every_harness_status() -> None:
 
 @pytest.mark.parametrize("status", list(HarnessStatus), ids=lambda s: s.value)
 def test_each_bare_status_maps_to_its_outcome(status: HarnessStatus) -> None:
-    outcome = run(harness_report=channel({"status": status.value}, b"[1]"), exit_code=0)
+    outcome = reported(channel({"status": status.value}, b"[1]"))
 
     expected = STATUS_TO_CODE[status]
     if expected is None:
@@ -73,11 +86,10 @@ def test_ok_returns_the_body_text_exactly_with_stdout_and_usage() -> None:
     body = b'{"b": 1,  "a": [true, null, "\\u00e9"]}'
 
     outcome = succeeded(
-        run(
-            harness_report=ok(body),
+        reported(
+            ok(body),
             stdout=b"hello\n",
             stderr=b"warn\n",
-            exit_code=0,
             wall_time_s=0.25,
             cpu_time_s=0.125,
             peak_memory_bytes=12_345,
@@ -92,7 +104,7 @@ def test_ok_returns_the_body_text_exactly_with_stdout_and_usage() -> None:
 def test_ok_body_may_contain_newlines() -> None:
     body = b"[\n  1,\n  2\n]"
 
-    assert succeeded(run(harness_report=ok(body))).result_json == body.decode()
+    assert succeeded(reported(ok(body))).result_json == body.decode()
 
 
 def test_ok_body_exactly_at_the_result_cap_succeeds() -> None:
@@ -100,23 +112,21 @@ def test_ok_body_exactly_at_the_result_cap_succeeds() -> None:
     body = b'"12345678"'
     assert len(body) == 10
 
-    assert succeeded(run(limits, harness_report=ok(body))).result_json == body.decode()
+    assert succeeded(reported(ok(body), limits)).result_json == body.decode()
 
 
 def test_ok_body_over_the_result_cap_is_output_limit() -> None:
     limits = Limits(result_cap_bytes=10)
     body = b'"123456789"'
 
-    outcome = failed(run(limits, harness_report=ok(body)), ErrorCode.OUTPUT_LIMIT)
+    outcome = failed(reported(ok(body), limits), ErrorCode.OUTPUT_LIMIT)
 
     assert "11 bytes" in outcome.message
     assert "10 bytes" in outcome.message
 
 
 def test_ok_body_over_the_cap_is_output_limit_even_when_it_is_not_json() -> None:
-    limits = Limits(result_cap_bytes=4)
-
-    failed(run(limits, harness_report=ok(b"not json at all")), ErrorCode.OUTPUT_LIMIT)
+    failed(reported(ok(b"not json at all"), Limits(result_cap_bytes=4)), ErrorCode.OUTPUT_LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -124,55 +134,51 @@ def test_ok_body_over_the_cap_is_output_limit_even_when_it_is_not_json() -> None
     [b"", b"{", b"[1, 2", b"1 2", b"undefined", b'"\xff"', b"\xef\xbb\xbf1"],
     ids=["empty", "open-brace", "unclosed-list", "two-values", "word", "bad-utf8", "bom"],
 )
-def test_ok_with_an_invalid_json_body_is_a_malformed_report(body: bytes) -> None:
-    outcome = failed(run(harness_report=ok(body), exit_code=0), ErrorCode.EMPTY_OUTPUT)
+def test_ok_with_an_invalid_json_body_is_not_a_valid_report(body: bytes) -> None:
+    outcome = failed(reported(ok(body)), ErrorCode.EMPTY_OUTPUT)
 
     assert outcome.message == (
-        "The sandbox produced a malformed result: the process exited with status 0."
+        "The sandbox produced no valid result: the process exited with status 0 "
+        "after an unrecognised report."
     )
 
 
 def test_ok_with_a_body_nested_too_deeply_is_non_json_return() -> None:
-    outcome = failed(run(harness_report=ok(DEEP_JSON)), ErrorCode.NON_JSON_RETURN)
+    outcome = failed(reported(ok(DEEP_JSON)), ErrorCode.NON_JSON_RETURN)
 
     assert "nested too deeply" in outcome.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: classify accepts json.loads' non-standard constants (NaN, Infinity) as a result",
-)
 @pytest.mark.parametrize("body", [b"NaN", b"Infinity", b"-Infinity", b"[1, NaN]"])
 def test_ok_with_a_non_strict_json_body_is_not_a_success(body: bytes) -> None:
     # The harness encodes with allow_nan=False, so such a body is not what it writes; the
     # contract promises strictly JSON-encodable results.
-    assert not isinstance(run(harness_report=ok(body)), Success)
+    assert not isinstance(reported(ok(body)), Success)
 
 
 def test_no_main_names_the_detail() -> None:
-    report = channel({"status": "no_main", "detail": "'main' is a int"})
-
-    outcome = failed(run(harness_report=report), ErrorCode.NO_MAIN)
+    outcome = failed(
+        reported(channel({"status": "no_main", "detail": "'main' is a int"})), ErrorCode.NO_MAIN
+    )
 
     assert outcome.message == "The script defines no callable main(): 'main' is a int."
 
 
 def test_no_main_without_detail_has_a_default() -> None:
-    outcome = failed(run(harness_report=channel({"status": "no_main"})), ErrorCode.NO_MAIN)
+    outcome = failed(reported(channel({"status": "no_main"})), ErrorCode.NO_MAIN)
 
     assert outcome.message == "The script defines no callable main(): not defined."
 
 
 def test_non_json_names_the_reason() -> None:
-    report = channel(
-        {"status": "non_json", "detail": "Object of type set is not JSON serializable"}
+    detail = "Object of type set is not JSON serializable"
+
+    outcome = failed(
+        reported(channel({"status": "non_json", "detail": detail})), ErrorCode.NON_JSON_RETURN
     )
 
-    outcome = failed(run(harness_report=report), ErrorCode.NON_JSON_RETURN)
-
-    assert outcome.message == (
-        "main() returned a value that is not strictly JSON-encodable: "
-        "Object of type set is not JSON serializable."
+    assert (
+        outcome.message == f"main() returned a value that is not strictly JSON-encodable: {detail}."
     )
 
 
@@ -185,7 +191,7 @@ def test_syntax_error_names_the_line_and_carries_details() -> None:
         "traceback": "  File ...\nIndentationError: unexpected indent\n",
     }
 
-    outcome = failed(run(harness_report=channel(header)), ErrorCode.SYNTAX_ERROR)
+    outcome = failed(reported(channel(header)), ErrorCode.SYNTAX_ERROR)
 
     assert outcome.message == "The script does not compile on line 3: unexpected indent."
     assert outcome.details == {
@@ -199,16 +205,14 @@ def test_syntax_error_names_the_line_and_carries_details() -> None:
 def test_syntax_error_without_an_integer_line_names_no_line(line: object) -> None:
     header = {"status": "syntax_error", "detail": "bad", "line": line}
 
-    outcome = failed(run(harness_report=channel(header)), ErrorCode.SYNTAX_ERROR)
+    outcome = failed(reported(channel(header)), ErrorCode.SYNTAX_ERROR)
 
     assert outcome.message == "The script does not compile: bad."
     assert outcome.details["line"] is None
 
 
 def test_syntax_error_defaults() -> None:
-    outcome = failed(
-        run(harness_report=channel({"status": "syntax_error"})), ErrorCode.SYNTAX_ERROR
-    )
+    outcome = failed(reported(channel({"status": "syntax_error"})), ErrorCode.SYNTAX_ERROR)
 
     assert outcome.message == "The script does not compile: invalid syntax."
     assert outcome.details == {"exception": "SyntaxError", "line": None, "traceback": ""}
@@ -222,7 +226,7 @@ def test_runtime_error_names_the_exception_and_carries_the_traceback() -> None:
         "traceback": "Traceback (most recent call last):\nValueError: boom\n",
     }
 
-    outcome = failed(run(harness_report=channel(header)), ErrorCode.RUNTIME_ERROR)
+    outcome = failed(reported(channel(header)), ErrorCode.RUNTIME_ERROR)
 
     assert outcome.message == "The script raised ValueError: boom."
     assert outcome.details == {
@@ -234,7 +238,7 @@ def test_runtime_error_names_the_exception_and_carries_the_traceback() -> None:
 def test_runtime_error_without_detail_names_only_the_exception() -> None:
     header = {"status": "runtime_error", "exception": "SystemExit", "detail": ""}
 
-    outcome = failed(run(harness_report=channel(header)), ErrorCode.RUNTIME_ERROR)
+    outcome = failed(reported(channel(header)), ErrorCode.RUNTIME_ERROR)
 
     assert outcome.message == "The script raised SystemExit."
 
@@ -242,7 +246,7 @@ def test_runtime_error_without_detail_names_only_the_exception() -> None:
 def test_non_string_header_fields_fall_back_to_defaults() -> None:
     header = {"status": "runtime_error", "exception": 7, "detail": ["x"], "traceback": {"a": 1}}
 
-    outcome = failed(run(harness_report=channel(header)), ErrorCode.RUNTIME_ERROR)
+    outcome = failed(reported(channel(header)), ErrorCode.RUNTIME_ERROR)
 
     assert outcome.message == "The script raised Exception."
     assert outcome.details == {"exception": "Exception", "traceback": ""}
@@ -251,9 +255,7 @@ def test_non_string_header_fields_fall_back_to_defaults() -> None:
 def test_memory_error_names_the_limit_in_mib() -> None:
     limits = Limits(memory_bytes=128 * MIB)
 
-    outcome = failed(
-        run(limits, harness_report=channel({"status": "memory_error"})), ErrorCode.MEMORY_LIMIT
-    )
+    outcome = failed(reported(channel({"status": "memory_error"}), limits), ErrorCode.MEMORY_LIMIT)
 
     assert "128 MiB" in outcome.message
 
@@ -262,78 +264,145 @@ def test_output_limit_names_the_result_cap() -> None:
     limits = Limits(result_cap_bytes=1000)
     report = channel({"status": "output_limit", "size": 5000})
 
-    outcome = failed(run(limits, harness_report=report), ErrorCode.OUTPUT_LIMIT)
+    outcome = failed(reported(report, limits), ErrorCode.OUTPUT_LIMIT)
 
     assert "1000 bytes" in outcome.message
 
 
 def test_a_non_ok_status_ignores_its_body() -> None:
-    report = channel({"status": "no_main"}, b"this is not json")
+    failed(reported(channel({"status": "no_main"}, b"this is not json")), ErrorCode.NO_MAIN)
 
-    failed(run(harness_report=report), ErrorCode.NO_MAIN)
+
+# --- the report token -----------------------------------------------------------------------
+
+
+def test_a_report_with_the_token_decides() -> None:
+    raw = channel({"status": "ok"}, b"[1]", token=TOKEN)
+
+    assert succeeded(reported(raw, report_token=TOKEN)).result_json == "[1]"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        channel({"status": "ok"}, b"[1]"),
+        channel({"status": "ok"}, b"[1]", token=b"0000deadbeef"),
+        channel({"status": "ok"}, b"[1]", token=TOKEN + b"x"),
+        channel({"status": "ok"}, b"[1]", token=TOKEN[:-1]),
+        b" " + channel({"status": "ok"}, b"[1]", token=TOKEN),
+        TOKEN + b"\n",
+        TOKEN,
+    ],
+    ids=["no-token", "other-token", "longer", "shorter", "leading-space", "only-token", "no-nl"],
+)
+def test_a_report_without_the_exact_token_line_is_ignored(raw: bytes) -> None:
+    outcome = failed(reported(raw, report_token=TOKEN), ErrorCode.EMPTY_OUTPUT)
+
+    assert outcome.message == (
+        "The sandbox produced no valid result: the process exited with status 0 "
+        "after an unrecognised report."
+    )
+
+
+def test_a_forged_report_without_the_token_cannot_hide_a_timeout() -> None:
+    raw = channel({"status": "ok"}, b"[1]")
+
+    failed(reported(raw, report_token=TOKEN, timed_out=True), ErrorCode.TIMEOUT)
+
+
+def test_parse_strips_the_token_line() -> None:
+    raw = channel({"status": "ok"}, b"[1]", token=TOKEN)
+
+    assert parse_harness_report(raw, TOKEN) == ({"status": "ok"}, b"[1]")
+
+
+def test_parse_without_a_token_reads_the_header_from_the_first_line() -> None:
+    raw = channel({"status": "ok"}, b"[1]", token=TOKEN)
+
+    assert parse_harness_report(raw) is None  # the token line is not a JSON header
+    assert parse_harness_report(channel({"status": "ok"}, b"[1]")) == ({"status": "ok"}, b"[1]")
 
 
 # --- precedence -----------------------------------------------------------------------------
 
-# Outside evidence that, without a valid report, would each decide something else.
-EVIDENCE: dict[str, dict[str, Any]] = {
-    "timed_out": {"timed_out": True},
-    "oom_killed": {"oom_killed": True},
-    "sigkill_at_memory_limit": {"signal": signal.SIGKILL, "peak_memory_bytes": LIMITS.memory_bytes},
-    "sigxcpu": {"signal": signal.SIGXCPU, "cpu_time_s": LIMITS.cpu_time_s},
-    "sigsegv": {"signal": signal.SIGSEGV},
-    "exit_code": {"exit_code": 1},
-    "stdout_truncated": {"stdout_truncated": True, "stderr_truncated": True},
+VALID_REPORTS: dict[str, bytes] = {
+    "ok": ok(b"[1]"),
+    "runtime-error": channel({"status": "runtime_error", "exception": "KeyError"}),
+    "memory-error": channel({"status": "memory_error"}),
 }
 
 
-@pytest.mark.parametrize("evidence", list(EVIDENCE.values()), ids=list(EVIDENCE))
-def test_sandbox_error_comes_first(evidence: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"harness_report": ok(), "exit_code": 0},
+        {"harness_report": ok(), "harness_report_truncated": True, "exit_code": 0},
+        {"timed_out": True, "signal": signal.SIGKILL},
+        {"oom_killed": True, "signal": signal.SIGKILL},
+        {"signal": signal.SIGXCPU, "cpu_time_s": 60.0},
+        {"signal": signal.SIGKILL, "peak_memory_bytes": LIMITS.memory_bytes},
+        {"exit_code": 1},
+    ],
+    ids=["report", "truncated", "timed-out", "oom", "sigxcpu", "memory-kill", "exit-1"],
+)
+def test_sandbox_error_comes_first(fields: dict[str, Any]) -> None:
     outcome = failed(
-        run(harness_report=ok(), sandbox_error="nsjail: cannot mount /proc", **evidence),
-        ErrorCode.EMPTY_OUTPUT,
+        run(sandbox_error="nsjail: cannot mount /proc", **fields), ErrorCode.EMPTY_OUTPUT
     )
 
     assert outcome.message == "The sandbox failed: nsjail: cannot mount /proc."
 
 
-def test_sandbox_error_comes_before_a_truncated_channel() -> None:
-    outcome = run(harness_report=ok(), harness_report_truncated=True, sandbox_error="setup failed")
-
-    failed(outcome, ErrorCode.EMPTY_OUTPUT)
-
-
-@pytest.mark.parametrize("evidence", list(EVIDENCE.values()), ids=list(EVIDENCE))
-def test_a_valid_ok_report_wins_over_outside_evidence(evidence: dict[str, Any]) -> None:
-    assert succeeded(run(harness_report=ok(b"[1]"), **evidence)).result_json == "[1]"
-
-
-@pytest.mark.parametrize("evidence", list(EVIDENCE.values()), ids=list(EVIDENCE))
-def test_a_valid_failure_report_wins_over_outside_evidence(evidence: dict[str, Any]) -> None:
-    report = channel({"status": "runtime_error", "exception": "KeyError", "detail": "'x'"})
-
-    failed(run(harness_report=report, **evidence), ErrorCode.RUNTIME_ERROR)
-
-
-@pytest.mark.parametrize("evidence", list(EVIDENCE.values()), ids=list(EVIDENCE))
-def test_a_truncated_channel_is_output_limit(evidence: dict[str, Any]) -> None:
-    # Even bytes that would parse as a valid report are not trusted once the channel was cut.
-    outcome = run(harness_report=ok(b"[1, 2"), harness_report_truncated=True, **evidence)
-
-    assert "result cap" in failed(outcome, ErrorCode.OUTPUT_LIMIT).message
+# Outside evidence that decides before any report is looked at.
+OUTSIDE_EVIDENCE: dict[str, tuple[dict[str, Any], ErrorCode, str | None]] = {
+    "timed-out-exit-0": ({"timed_out": True}, ErrorCode.TIMEOUT, "wall_time"),
+    "timed-out-killed": (
+        {"timed_out": True, "exit_code": None, "signal": signal.SIGKILL},
+        ErrorCode.TIMEOUT,
+        "wall_time",
+    ),
+    "oom-exit-0": ({"oom_killed": True}, ErrorCode.MEMORY_LIMIT, None),
+    "oom-killed": (
+        {"oom_killed": True, "exit_code": None, "signal": signal.SIGKILL},
+        ErrorCode.MEMORY_LIMIT,
+        None,
+    ),
+    "sigxcpu": ({"exit_code": None, "signal": signal.SIGXCPU}, ErrorCode.TIMEOUT, "cpu_time"),
+    "sigkill-cpu-exhausted": (
+        {"exit_code": None, "signal": signal.SIGKILL, "cpu_time_s": LIMITS.cpu_time_s},
+        ErrorCode.TIMEOUT,
+        "cpu_time",
+    ),
+}
 
 
-def test_a_truncated_channel_is_output_limit_even_if_the_prefix_parses() -> None:
-    failed(run(harness_report=ok(b"1"), harness_report_truncated=True), ErrorCode.OUTPUT_LIMIT)
+@pytest.mark.parametrize("raw", list(VALID_REPORTS.values()), ids=list(VALID_REPORTS))
+@pytest.mark.parametrize(
+    ("fields", "code", "limit"), list(OUTSIDE_EVIDENCE.values()), ids=list(OUTSIDE_EVIDENCE)
+)
+def test_outside_evidence_wins_over_any_report(
+    raw: bytes, fields: dict[str, Any], code: ErrorCode, limit: str | None
+) -> None:
+    outcome = failed(reported(raw, **fields), code)
+
+    if limit is not None:
+        assert outcome.details == {"limit": limit}
 
 
-def test_timed_out_without_a_report_is_a_wall_clock_timeout() -> None:
-    limits = Limits(wall_time_s=2.5)
+@pytest.mark.parametrize(
+    ("fields", "code", "limit"), list(OUTSIDE_EVIDENCE.values()), ids=list(OUTSIDE_EVIDENCE)
+)
+def test_outside_evidence_wins_over_a_truncated_channel(
+    fields: dict[str, Any], code: ErrorCode, limit: str | None
+) -> None:
+    failed(reported(ok(b"[1, 2"), harness_report_truncated=True, **fields), code)
 
-    outcome = failed(run(limits, timed_out=True, signal=signal.SIGKILL), ErrorCode.TIMEOUT)
+
+def test_a_wall_clock_timeout_names_the_limit() -> None:
+    outcome = failed(run(Limits(wall_time_s=2.5), timed_out=True), ErrorCode.TIMEOUT)
 
     assert outcome.details == {"limit": "wall_time"}
-    assert "wall-clock limit of 2.5 s" in outcome.message
+    assert outcome.message == "The script exceeded the wall-clock limit of 2.5 s."
 
 
 def test_timed_out_comes_before_oom_and_cpu_evidence() -> None:
@@ -348,21 +417,10 @@ def test_timed_out_comes_before_oom_and_cpu_evidence() -> None:
     assert failed(outcome, ErrorCode.TIMEOUT).details == {"limit": "wall_time"}
 
 
-@pytest.mark.parametrize(
-    "report",
-    [b"", b"garbage", ok(b"{"), channel({"status": "nope"})],
-    ids=["empty", "garbage", "ok-invalid-body", "unknown-status"],
-)
-def test_without_a_valid_report_the_outside_evidence_decides(report: bytes) -> None:
-    failed(run(harness_report=report, timed_out=True), ErrorCode.TIMEOUT)
+def test_oom_killed_names_the_limit() -> None:
+    outcome = run(Limits(memory_bytes=64 * MIB), oom_killed=True, signal=signal.SIGKILL)
 
-
-def test_oom_killed_is_memory_limit() -> None:
-    limits = Limits(memory_bytes=64 * MIB)
-
-    outcome = failed(run(limits, oom_killed=True, signal=signal.SIGKILL), ErrorCode.MEMORY_LIMIT)
-
-    assert "64 MiB" in outcome.message
+    assert "64 MiB" in failed(outcome, ErrorCode.MEMORY_LIMIT).message
 
 
 def test_oom_killed_comes_before_cpu_exhaustion() -> None:
@@ -377,7 +435,7 @@ def test_sigxcpu_is_a_cpu_timeout_whatever_the_measured_cpu_time() -> None:
     outcome = failed(run(limits, signal=signal.SIGXCPU, cpu_time_s=0.1), ErrorCode.TIMEOUT)
 
     assert outcome.details == {"limit": "cpu_time"}
-    assert "CPU time limit of 1.5 s" in outcome.message
+    assert outcome.message == "The script exceeded the CPU time limit of 1.5 s."
 
 
 @pytest.mark.parametrize("cpu_time_s", [5.0, 5.01, 60.0])
@@ -388,9 +446,7 @@ def test_sigkill_with_cpu_at_or_over_the_limit_is_a_cpu_timeout(cpu_time_s: floa
 
 
 def test_sigkill_with_cpu_under_the_limit_is_not_a_timeout() -> None:
-    outcome = run(signal=signal.SIGKILL, cpu_time_s=4.99, oom_killed=False)
-
-    failed(outcome, ErrorCode.EMPTY_OUTPUT)
+    failed(run(signal=signal.SIGKILL, cpu_time_s=4.99, oom_killed=False), ErrorCode.EMPTY_OUTPUT)
 
 
 def test_cpu_over_the_limit_without_a_kill_signal_is_not_a_timeout() -> None:
@@ -406,16 +462,95 @@ def test_cpu_exhaustion_comes_before_the_memory_kill_heuristic() -> None:
     assert failed(outcome, ErrorCode.TIMEOUT).details == {"limit": "cpu_time"}
 
 
+# Evidence that does not outrank a report from a process that exited 0.
+INSIDE_EVIDENCE: dict[str, dict[str, Any]] = {
+    "cpu-over-limit-no-signal": {"cpu_time_s": 60.0},
+    "peak-at-memory-limit": {"peak_memory_bytes": LIMITS.memory_bytes, "oom_killed": None},
+    "oom-known-false": {"oom_killed": False},
+    "slow-wall-clock": {"wall_time_s": 60.0},
+    "streams-truncated": {"stdout_truncated": True, "stderr_truncated": True},
+}
+
+
+@pytest.mark.parametrize("fields", list(INSIDE_EVIDENCE.values()), ids=list(INSIDE_EVIDENCE))
+def test_a_report_from_a_normal_exit_wins_over_other_evidence(fields: dict[str, Any]) -> None:
+    assert succeeded(reported(ok(b"[1]"), **fields)).result_json == "[1]"
+    failed(reported(VALID_REPORTS["runtime-error"], **fields), ErrorCode.RUNTIME_ERROR)
+
+
+@pytest.mark.parametrize(
+    ("fields", "how"),
+    [
+        ({"exit_code": 1}, "the process exited with status 1"),
+        ({"exit_code": -1}, "the process exited with status -1"),
+        ({"exit_code": None}, "the process ended"),
+        ({"exit_code": None, "signal": signal.SIGSEGV}, "the process was killed by SIGSEGV"),
+        ({"exit_code": None, "signal": signal.SIGTERM}, "the process was killed by SIGTERM"),
+        ({"exit_code": None, "signal": signal.SIGKILL}, "the process was killed by SIGKILL"),
+        ({"exit_code": 0, "signal": signal.SIGABRT}, "the process was killed by SIGABRT"),
+    ],
+    ids=["exit-1", "exit-negative", "unknown-end", "sigsegv", "sigterm", "sigkill", "both-set"],
+)
+def test_a_report_counts_only_from_a_process_that_exited_0(
+    fields: dict[str, Any], how: str
+) -> None:
+    for raw in VALID_REPORTS.values():
+        outcome = failed(reported(raw, **fields), ErrorCode.EMPTY_OUTPUT)
+
+        assert outcome.message == (
+            f"The sandbox produced no valid result: {how} after an unrecognised report."
+        )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"exit_code": 0},
+        {"exit_code": 1},
+        {"exit_code": None, "signal": signal.SIGSEGV},
+        {"exit_code": None, "signal": signal.SIGKILL, "peak_memory_bytes": LIMITS.memory_bytes},
+    ],
+    ids=["exit-0", "exit-1", "sigsegv", "sigkill-at-memory-limit"],
+)
+def test_a_truncated_channel_is_output_limit(fields: dict[str, Any]) -> None:
+    outcome = run(harness_report=ok(b"[1, 2"), harness_report_truncated=True, **fields)
+
+    assert "result cap" in failed(outcome, ErrorCode.OUTPUT_LIMIT).message
+
+
+def test_a_truncated_channel_is_output_limit_even_if_the_prefix_parses() -> None:
+    failed(reported(ok(b"1"), harness_report_truncated=True), ErrorCode.OUTPUT_LIMIT)
+
+
 MEMORY_LIMITS = Limits(memory_bytes=100 * MIB)
 THRESHOLD_BYTES = int(MEMORY_KILL_THRESHOLD * MEMORY_LIMITS.memory_bytes)
 assert MEMORY_KILL_THRESHOLD * MEMORY_LIMITS.memory_bytes == THRESHOLD_BYTES  # exact, no rounding
 
 
 @pytest.mark.parametrize("peak", [THRESHOLD_BYTES, THRESHOLD_BYTES + 1, 200 * MIB])
-def test_sigkill_near_the_memory_limit_with_oom_unknown_is_memory_limit(peak: int) -> None:
-    outcome = run(MEMORY_LIMITS, signal=signal.SIGKILL, oom_killed=None, peak_memory_bytes=peak)
+@pytest.mark.parametrize("raw", [b"", ok(b"[1]")], ids=["no-report", "with-report"])
+def test_sigkill_near_the_memory_limit_with_oom_unknown_is_memory_limit(
+    peak: int, raw: bytes
+) -> None:
+    outcome = run(
+        MEMORY_LIMITS,
+        harness_report=raw,
+        signal=signal.SIGKILL,
+        oom_killed=None,
+        peak_memory_bytes=peak,
+    )
 
     assert "100 MiB" in failed(outcome, ErrorCode.MEMORY_LIMIT).message
+
+
+@pytest.mark.parametrize(
+    ("percent", "code"),
+    [(89, ErrorCode.EMPTY_OUTPUT), (90, ErrorCode.MEMORY_LIMIT), (100, ErrorCode.MEMORY_LIMIT)],
+)
+def test_the_memory_kill_heuristic_starts_at_ninety_percent(percent: int, code: ErrorCode) -> None:
+    peak = MEMORY_LIMITS.memory_bytes * percent // 100
+
+    failed(run(MEMORY_LIMITS, signal=signal.SIGKILL, peak_memory_bytes=peak), code)
 
 
 @pytest.mark.parametrize(
@@ -454,12 +589,14 @@ def test_empty_output_names_how_the_process_ended(fields: dict[str, Any], how: s
     assert outcome.message == f"The sandbox produced no result: {how} before main() returned."
 
 
-@pytest.mark.parametrize("report", [b"garbage", b'{"status": "ok"}', channel({"x": 1})])
-def test_empty_output_with_unusable_report_bytes_names_the_exit(report: bytes) -> None:
-    outcome = failed(run(harness_report=report, exit_code=0), ErrorCode.EMPTY_OUTPUT)
+@pytest.mark.parametrize("raw", [b"garbage", b'{"status": "ok"}', channel({"x": 1}), ok(b"{")])
+def test_empty_output_with_unusable_report_bytes_says_so(raw: bytes) -> None:
+    outcome = failed(reported(raw, exit_code=4), ErrorCode.EMPTY_OUTPUT)
 
-    assert outcome.message.startswith("The sandbox produced ")
-    assert outcome.message.endswith(": the process exited with status 0.")
+    assert outcome.message == (
+        "The sandbox produced no valid result: the process exited with status 4 "
+        "after an unrecognised report."
+    )
 
 
 def test_empty_output_has_usage_and_output() -> None:
@@ -484,6 +621,7 @@ def test_parse_accepts_every_status(status: HarnessStatus) -> None:
     header = {"status": status.value, "extra": [1]}
 
     assert parse_harness_report(channel(header)) == (header, b"")
+    assert parse_harness_report(channel(header, token=TOKEN), TOKEN) == (header, b"")
 
 
 MALFORMED: dict[str, bytes] = {
@@ -511,11 +649,12 @@ MALFORMED: dict[str, bytes] = {
 @pytest.mark.parametrize("raw", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_parse_rejects_malformed_reports(raw: bytes) -> None:
     assert parse_harness_report(raw) is None
+    assert parse_harness_report(TOKEN + b"\n" + raw, TOKEN) is None
 
 
 @pytest.mark.parametrize("raw", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_a_malformed_report_is_empty_output(raw: bytes) -> None:
-    outcome = failed(run(harness_report=raw, exit_code=0), ErrorCode.EMPTY_OUTPUT)
+    outcome = failed(reported(raw), ErrorCode.EMPTY_OUTPUT)
 
     assert "exited with status 0" in outcome.message
 
@@ -528,18 +667,23 @@ def test_decode_stream_replaces_invalid_utf8() -> None:
 
 
 def test_a_multibyte_character_cut_by_the_cap_is_replaced() -> None:
-    outcome = succeeded(run(harness_report=ok(), stdout="é".encode()[:1], stdout_truncated=True))
+    outcome = succeeded(reported(ok(), stdout="é".encode()[:1], stdout_truncated=True))
 
     assert outcome.output.stdout == "\ufffd"
 
 
 @pytest.mark.parametrize(
-    "report",
-    [ok(), channel({"status": "runtime_error"}), b""],
-    ids=["success", "harness-failure", "no-report"],
+    "fields",
+    [
+        {"harness_report": ok(), "exit_code": 0},
+        {"harness_report": channel({"status": "runtime_error"}), "exit_code": 0},
+        {"timed_out": True},
+        {"exit_code": 1},
+    ],
+    ids=["success", "harness-failure", "timeout", "no-report"],
 )
-def test_streams_are_decoded_with_replacement_on_every_outcome(report: bytes) -> None:
-    outcome = run(harness_report=report, stdout=b"out\xff", stderr=b"\xfeerr")
+def test_streams_are_decoded_with_replacement_on_every_outcome(fields: dict[str, Any]) -> None:
+    outcome = run(stdout=b"out\xff", stderr=b"\xfeerr", **fields)
 
     assert outcome.output.stdout == "out\ufffd"
     assert outcome.output.stderr == "\ufffderr"
@@ -547,22 +691,18 @@ def test_streams_are_decoded_with_replacement_on_every_outcome(report: bytes) ->
 
 @pytest.mark.parametrize("stdout_truncated", [False, True])
 @pytest.mark.parametrize("stderr_truncated", [False, True])
-@pytest.mark.parametrize("report", [ok(), b""], ids=["success", "no-report"])
+@pytest.mark.parametrize("raw", [ok(), b""], ids=["success", "no-report"])
 def test_truncation_flags_are_carried_through(
-    report: bytes, stdout_truncated: bool, stderr_truncated: bool
+    raw: bytes, stdout_truncated: bool, stderr_truncated: bool
 ) -> None:
-    outcome = run(
-        harness_report=report,
-        stdout_truncated=stdout_truncated,
-        stderr_truncated=stderr_truncated,
-    )
+    outcome = reported(raw, stdout_truncated=stdout_truncated, stderr_truncated=stderr_truncated)
 
     assert outcome.output.stdout_truncated is stdout_truncated
     assert outcome.output.stderr_truncated is stderr_truncated
 
 
 def test_truncated_stdout_alone_is_not_an_error() -> None:
-    outcome = succeeded(run(harness_report=ok(b"1"), stdout=b"x" * 10, stdout_truncated=True))
+    outcome = succeeded(reported(ok(b"1"), stdout=b"x" * 10, stdout_truncated=True))
 
     assert outcome.output == Output(stdout="x" * 10, stdout_truncated=True)
 
@@ -595,3 +735,19 @@ def test_the_http_table_covers_every_error_code() -> None:
 def test_each_error_code_has_its_contract_http_status(code: ErrorCode, http_status: int) -> None:
     assert code.http_status == http_status
     assert code.code == code.name
+
+
+def test_a_runner_that_knows_the_cpu_limit_ended_the_process_gets_timeout() -> None:
+    # nsjail: the script is PID 1 of its namespace, so an unexplained SIGKILL is RLIMIT_CPU's
+    # even when the measured CPU time falls a little short of the limit.
+    report = SandboxReport(signal=signal.SIGKILL, cpu_limit_hit=True, cpu_time_s=0.8)
+
+    outcome = failed(classify(report, LIMITS), ErrorCode.TIMEOUT)
+
+    assert outcome.details["limit"] == "cpu_time"
+
+
+def test_a_sigkill_short_of_the_cpu_limit_without_runner_evidence_is_empty_output() -> None:
+    report = SandboxReport(signal=signal.SIGKILL, cpu_time_s=0.8 * LIMITS.cpu_time_s)
+
+    failed(classify(report, LIMITS), ErrorCode.EMPTY_OUTPUT)

@@ -194,6 +194,9 @@ def _bootstrap() -> None:
     token, _newline, script = _read_all(script_fd).partition(b"\n")
     memory_report = token + b"\n" + MEMORY_REPORT
     sys.argv = [SCRIPT_FILENAME]
+    # Line-buffered, so what was printed before a kill (timeout, memory) still reaches the
+    # service; full buffering would lose up to 8 KiB, unbuffered would cost a write per call.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
         _run(_reporter(channel, token), script.decode("utf-8"), result_cap)
     except MemoryError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 
 import attrs
 
@@ -167,6 +168,10 @@ class NsjailSandbox:
                 report = attrs.evolve(
                     report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
                 )
+            # The script is PID 1 of its namespace: nothing inside can SIGKILL it, so a
+            # SIGKILL we did not send and the OOM killer did not send is RLIMIT_CPU's.
+            if report.signal == signal.SIGKILL and not report.timed_out and not report.oom_killed:
+                report = attrs.evolve(report, cpu_limit_hit=True)
             return report
         finally:
             if scope is not None:
