@@ -120,7 +120,7 @@ class Settings:
         wall = get("WALL_TIME_S")
         concurrency = get("MAX_CONCURRENCY", os.cpu_count() or 1)
         mode = "rlimit" if get("FORCE_COMPAT") else get("SANDBOX")
-        limits = Limits(
+        limit_values = dict(
             wall_time_s=wall,
             cpu_time_s=get("CPU_TIME_S", wall),
             memory_bytes=get("MEMORY_MB") * MIB,
@@ -132,6 +132,10 @@ class Settings:
             result_cap_bytes=get("RESULT_CAP_BYTES"),
             script_cap_bytes=get("MAX_SCRIPT_BYTES"),
         )
+        try:
+            limits = Limits(**limit_values)
+        except (TypeError, ValueError) as error:
+            raise SettingsError(str(error)) from None
         if limits.max_open_files < 16:
             raise SettingsError("MAX_OPEN_FILES must be at least 16 for Python to start")
         return cls(
