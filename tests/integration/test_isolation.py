@@ -1628,3 +1628,29 @@ def test_repeated_escape_attempts_leave_no_process(special_server: Server) -> No
     ]
     assert not alive, f"{server.mode}: processes survived: {alive}"
     assert_healthy(server)
+
+
+PROCESS_LIST = attack(
+    """
+    def main():
+        own = os.getuid()
+        visible = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    visible.append([int(name), os.stat(f"/proc/{name}").st_uid])
+                except OSError:
+                    pass
+        return {"uid": own, "visible": visible}
+    """
+)
+
+
+def test_script_sees_no_process_but_its_own(server: Server) -> None:
+    """The server's and other tenants' processes (and so their command lines) are invisible:
+    nsjail gives the script its own PID namespace, the rlimit runner a hidepid=2 /proc."""
+    seen = result_of(server, PROCESS_LIST)
+
+    foreign = [pid for pid, uid in seen["visible"] if uid != seen["uid"]]
+    assert seen["visible"], "the script should at least see itself"
+    assert foreign == [], f"{server.mode}: foreign processes visible: {foreign}"

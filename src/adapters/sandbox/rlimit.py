@@ -35,6 +35,7 @@ NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 0x4000
@@ -264,6 +265,11 @@ class RlimitSandbox:
                 _check(_libc.sethostname(b"sandbox", 7), "sethostname")
                 _mount(b"none", b"/", b"", MS_REC | MS_PRIVATE, b"")
                 _make_read_only(mount_points)
+                # Best effort (gVisor may refuse): a /proc that shows only the sandbox uid's
+                # own processes, not the server's or other tenants' command lines.
+                _libc.mount(
+                    b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2"
+                )
                 for scratch in SCRATCH_DIRS:
                     if os.path.isdir(scratch):
                         _mount(
