@@ -30,6 +30,11 @@ class Sandbox(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def isolation(self) -> tuple[str, ...]:
+        """The isolation layers in force (e.g. "network", "seccomp"), for operators."""
+        ...
+
     def run(self, job: SandboxJob) -> SandboxReport: ...
 
 

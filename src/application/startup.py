@@ -56,7 +56,7 @@ def select_sandbox(
     for sandbox in candidates:
         problem, warning = probe(sandbox, limits)
         if problem is None:
-            log(f"sandbox: using {sandbox.name}")
+            log(f"sandbox: using {sandbox.name} ({', '.join(sandbox.isolation)})")
             if warning:
                 log(f"sandbox: warning: {warning}")
             return sandbox

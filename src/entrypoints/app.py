@@ -41,7 +41,7 @@ def create_app(container: Container | None = None) -> Litestar:
         sandbox = active.get()
         details: dict[str, Any] = {
             "sandbox": sandbox.name if sandbox is not None else None,
-            "isolation": list(getattr(sandbox, "isolation", ())),
+            "isolation": list(sandbox.isolation) if sandbox is not None else [],
             "slots": {"capacity": slots.capacity, "in_use": slots.in_use, "queued": slots.waiting},
             "limits": settings.limits.as_public_dict(),
         }

@@ -53,6 +53,10 @@ class FakeSandbox:
     def name(self) -> str:
         return self._name
 
+    @property
+    def isolation(self) -> tuple[str, ...]:
+        return ("fake",)
+
     def run(self, job: SandboxJob) -> SandboxReport:
         with self._lock:
             self.jobs.append(job)

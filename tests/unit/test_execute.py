@@ -382,7 +382,7 @@ def test_select_sandbox_takes_the_first_working_candidate() -> None:
     assert spare.jobs == []
     assert lines == [
         "sandbox: nsjail is unusable: The sandbox failed: no user namespaces.",
-        "sandbox: using rlimit",
+        "sandbox: using rlimit (fake)",
     ]
 
 
@@ -394,7 +394,7 @@ def test_select_sandbox_logs_the_probe_warning() -> None:
 
     assert chosen is not None
     assert lines == [
-        "sandbox: using rlimit",
+        "sandbox: using rlimit (fake)",
         "sandbox: warning: numpy/pandas do not import: ImportError: x",
     ]
 

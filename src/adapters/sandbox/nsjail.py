@@ -58,6 +58,14 @@ def _cgroup_options(limits: Limits, scope: CgroupScope | None) -> list[tuple[str
     ]
 
 
+def _nsjail_fatal_line(stderr: bytes) -> str | None:
+    """nsjail's own fatal log line ("[F][time][pid] where: what"), if stderr ends with one."""
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    if lines and lines[-1].startswith("[F]["):
+        return lines[-1].rsplit("]", 1)[-1].strip()
+    return None
+
+
 def _exit_status(code: int) -> tuple[int | None, int | None]:
     """nsjail reports a child killed by signal N as exit status 128 + N."""
     if 128 < code < 128 + 65:
@@ -159,11 +167,9 @@ class NsjailSandbox:
             )
             if ended is None:
                 return report
-            if ended.exit_code == NSJAIL_SETUP_FAILED and not report.harness_report:
-                reason = report.stderr.decode("utf-8", "replace").strip().splitlines()
-                return attrs.evolve(
-                    report, sandbox_error=f"nsjail could not start: {reason[-1] if reason else '?'}"
-                )
+            fatal = _nsjail_fatal_line(report.stderr)
+            if ended.exit_code == NSJAIL_SETUP_FAILED and fatal and not report.harness_report:
+                return attrs.evolve(report, sandbox_error=f"nsjail could not start: {fatal}")
             if scope is not None:
                 report = attrs.evolve(
                     report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()

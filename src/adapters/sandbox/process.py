@@ -110,13 +110,15 @@ def supervise(
         proc.stderr.fileno(): CappedBuffer(limits.stderr_cap_bytes),
         channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
     }
-    timed_out = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree)
-    kill_tree(proc.pid)
-    kill_process(proc.pid)  # normally already a zombie; never leave wait4() blocked
-    ended = _reap(proc, decode_status)
-    for pipe in (proc.stdout, proc.stderr):
-        pipe.close()
-    os.close(channel_r)
+    try:
+        timed_out = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree)
+    finally:  # even if reading failed: nothing may outlive the execution, nothing may leak
+        kill_tree(proc.pid)
+        kill_process(proc.pid)  # normally already a zombie; never leave wait4() blocked
+        ended = _reap(proc, decode_status)
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
+        os.close(channel_r)
     stdout, stderr, channel = buffers.values()
     report = SandboxReport(
         exit_code=ended.exit_code,
