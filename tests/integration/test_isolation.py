@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import MODES
 from tests.integration.server import ROOT, TEST_ENV, HttpAnswer, Server, free_port, running_server
 
-MODES = ("nsjail", "rlimit")  # as the session `server` fixture in conftest.py
 MIB = 1 << 20
 WALL_S = float(TEST_ENV["WALL_TIME_S"])
 MEMORY_MB = int(TEST_ENV["MEMORY_MB"])

@@ -98,8 +98,9 @@ class NsjailSandbox:
             "private-tmpfs",
             "seccomp",
             "rlimits",
-            "uid",
         )
+        if os.geteuid() == 0:  # unprivileged, every jail maps to the service's own uid
+            layers = (*layers, "uid")
         return (*layers, "cgroup-limits") if self.cgroups is not None else layers
 
     def _argv(
