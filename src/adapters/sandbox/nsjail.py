@@ -86,7 +86,7 @@ class NsjailSandbox:
 
     @property
     def isolation(self) -> tuple[str, ...]:
-        layers = (
+        layers: tuple[str, ...] = (
             "user",
             "pid",
             "mount",
