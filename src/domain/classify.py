@@ -54,6 +54,10 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _over_result_cap(limits: Limits) -> str:
+    return f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes."
+
+
 def _format_seconds(value: float) -> str:
     return f"{value:g} s"
 
@@ -152,10 +156,7 @@ def _from_harness(
             f"{limits.memory_bytes // MIB} MiB limit.",
         )
     # HarnessStatus.OUTPUT_LIMIT
-    return failure(
-        ErrorCode.OUTPUT_LIMIT,
-        f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes.",
-    )
+    return failure(ErrorCode.OUTPUT_LIMIT, _over_result_cap(limits))
 
 
 def classify(report: SandboxReport, limits: Limits) -> Outcome:
@@ -200,10 +201,7 @@ def classify(report: SandboxReport, limits: Limits) -> Outcome:
                 return decided
 
     if report.harness_report_truncated:
-        return failure(
-            ErrorCode.OUTPUT_LIMIT,
-            f"main() returned more JSON than the result cap of {limits.result_cap_bytes} bytes.",
-        )
+        return failure(ErrorCode.OUTPUT_LIMIT, _over_result_cap(limits))
     if (
         report.signal == signals.SIGKILL
         and report.oom_killed is None
