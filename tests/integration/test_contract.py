@@ -886,3 +886,21 @@ def test_openapi_documents_the_execute_request_body(openapi: dict[str, Any]) -> 
     assert resolve(schema["properties"]["script"], openapi)["type"] == "string", schema
     # The contract rejects unknown fields; a schema allowing them would contradict it.
     assert schema.get("additionalProperties") is False, schema
+
+
+def test_multiprocessing_and_subprocesses_work_inside_the_sandbox(server: Server) -> None:
+    """Data pipelines use process pools; the sandbox must allow them within its limits."""
+    script = (
+        "import multiprocessing, subprocess, sys\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "def main():\n"
+        "    with multiprocessing.Pool(2) as pool:\n"
+        "        squares = pool.map(square, range(5))\n"
+        "    child = subprocess.run([sys.executable, '-c', 'print(7)'], capture_output=True)\n"
+        "    return [squares, child.stdout.decode()]\n"
+    )
+    answer = server.execute(script)
+
+    assert answer.status == 200, answer.body
+    assert answer.json()["result"] == [[0, 1, 4, 9, 16], "7\n"]

@@ -124,6 +124,8 @@ class NsjailSandbox:
             ("--rlimit_core", "0"),
             ("--rlimit_stack", "soft"),
             ("--mount", f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}"),
+            # multiprocessing's semaphores live in /dev/shm (the cgroup caps both tmpfs).
+            ("--mount", f"none:/dev/shm:tmpfs:size={limits.tmp_size_bytes}"),
             *(("-R", path) for path in self.runtime.read_only_paths()),
             *(("-B" if dev == "/dev/null" else "-R", dev) for dev in DEVICES),
             *(("-E", f"{key}={value}") for key, value in SANDBOX_ENV.items()),
