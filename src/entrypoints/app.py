@@ -36,6 +36,9 @@ def create_app(container: Container | None = None) -> Litestar:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(slots.wait_idle(), settings.shutdown_grace_s)
             executor.shutdown(wait=False, cancel_futures=True)
+            cgroups = container.cgroups()
+            if cgroups is not None:
+                cgroups.remove()
 
     def health() -> tuple[bool, dict[str, Any]]:
         sandbox = active.get()

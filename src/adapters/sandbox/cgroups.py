@@ -40,6 +40,13 @@ class CgroupParent:
             directory.mkdir(exist_ok=True)
         return parent
 
+    def remove(self) -> None:
+        """Remove the service's groups at shutdown (empty by then; busy ones are left)."""
+        for directory in self.dirs.values():
+            for group in _subtree(directory):
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+
     def scope(self, name: str, memory_bytes: int, max_pids: int) -> CgroupScope:
         return CgroupScope(
             {c: d / name for c, d in self.dirs.items()}, self.mounts, memory_bytes, max_pids
