@@ -22,16 +22,16 @@ class RequestRejected(Exception):
 
 def _validate_source(_inst: object, _attr: attrs.Attribute[str], source: str) -> None:
     if not isinstance(source, str):
-        raise RequestRejected("'script' must be a string", field="script")
+        raise RequestRejected("'script' must be a string.", field="script")
     if source == "":
-        raise RequestRejected("'script' must be a non-empty string", field="script")
+        raise RequestRejected("'script' must be a non-empty string.", field="script")
     if "\x00" in source:
-        raise RequestRejected("'script' must not contain NUL characters", field="script")
+        raise RequestRejected("'script' must not contain NUL characters.", field="script")
     try:
         source.encode("utf-8")
     except UnicodeEncodeError:
         raise RequestRejected(
-            "'script' is not valid UTF-8 (it has a lone surrogate)", field="script"
+            "'script' is not valid UTF-8 (it has a lone surrogate).", field="script"
         ) from None
 
 
@@ -59,21 +59,21 @@ def parse_execute_body(body: bytes, limits: Limits) -> ExecuteRequest:
     try:
         payload: Any = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise RequestRejected("the body is not valid JSON") from None
+        raise RequestRejected("The body is not valid JSON.") from None
     if not isinstance(payload, dict):
-        raise RequestRejected('the body must be a JSON object like {"script": "..."}')
+        raise RequestRejected('The body must be a JSON object like {"script": "..."}.')
     unknown = sorted(set(payload) - ALLOWED_FIELDS)
     if unknown:
         raise RequestRejected(
-            f"unknown field(s): {', '.join(map(repr, unknown))}; allowed: 'script'",
+            f"Unknown field(s) {', '.join(map(repr, unknown))}; the only field is 'script'.",
             field=unknown[0],
         )
     if "script" not in payload:
-        raise RequestRejected("'script' is required", field="script")
+        raise RequestRejected("'script' is required.", field="script")
     script = Script(payload["script"])
     if script.size_bytes > limits.script_cap_bytes:
         raise RequestRejected(
-            f"'script' is {script.size_bytes} bytes; the maximum is {limits.script_cap_bytes}",
+            f"'script' is {script.size_bytes} bytes; the maximum is {limits.script_cap_bytes}.",
             field="script",
             too_large=True,
         )

@@ -112,7 +112,7 @@ def test_the_cap_counts_utf8_bytes_not_characters() -> None:
 def test_a_body_that_is_not_json_is_rejected(raw: bytes) -> None:
     error = rejected(raw)
 
-    assert error.message == "the body is not valid JSON"
+    assert error.message == "The body is not valid JSON."
     assert error.too_large is False
 
 
@@ -127,7 +127,7 @@ def test_a_body_that_is_not_an_object_is_rejected(payload: object) -> None:
 def test_a_missing_script_is_rejected() -> None:
     error = rejected(b"{}")
 
-    assert error.message == "'script' is required"
+    assert error.message == "'script' is required."
     assert error.field == "script"
     assert error.too_large is False
 
@@ -135,7 +135,7 @@ def test_a_missing_script_is_rejected() -> None:
 def test_an_empty_script_is_rejected() -> None:
     error = rejected(body({"script": ""}))
 
-    assert error.message == "'script' must be a non-empty string"
+    assert error.message == "'script' must be a non-empty string."
     assert error.field == "script"
 
 
@@ -143,7 +143,7 @@ def test_an_empty_script_is_rejected() -> None:
 def test_a_script_that_is_not_a_string_is_rejected(value: object) -> None:
     error = rejected(body({"script": value}))
 
-    assert error.message == "'script' must be a string"
+    assert error.message == "'script' must be a string."
     assert error.field == "script"
     assert error.too_large is False
 
