@@ -50,18 +50,23 @@ def _one_line(text: str) -> str:
 
 
 def select_sandbox(
-    candidates: Sequence[Sandbox], limits: Limits, log: Callable[[str], None]
+    candidates: Sequence[Sandbox],
+    limits: Limits,
+    log: Callable[[str], None],
+    warn: Callable[[str], None] | None = None,
 ) -> Sandbox | None:
-    """The first candidate whose probe succeeds, logging one line per rejected candidate."""
+    """The first candidate whose probe succeeds, logging one line per rejected candidate
+    (through `warn`, when given, so operators see them at a higher level)."""
+    warn = warn or log
     for sandbox in candidates:
         problem, warning = probe(sandbox, limits)
         if problem is None:
             log(f"sandbox: using {sandbox.name} ({', '.join(sandbox.isolation)})")
             if warning:
-                log(f"sandbox: warning: {warning}")
+                warn(f"sandbox: warning: {warning}")
             return sandbox
-        log(f"sandbox: {sandbox.name} is unusable: {problem}")
-    log("sandbox: no working sandbox; /execute answers UNAVAILABLE")
+        warn(f"sandbox: {sandbox.name} is unusable: {problem}")
+    warn("sandbox: no working sandbox; /execute answers UNAVAILABLE")
     return None
 
 
@@ -76,8 +81,12 @@ class ActiveSandbox:
         return self._sandbox
 
     def choose(
-        self, candidates: Sequence[Sandbox], limits: Limits, log: Callable[[str], None]
+        self,
+        candidates: Sequence[Sandbox],
+        limits: Limits,
+        log: Callable[[str], None],
+        warn: Callable[[str], None] | None = None,
     ) -> Sandbox | None:
-        self._sandbox = select_sandbox(candidates, limits, log)
+        self._sandbox = select_sandbox(candidates, limits, log, warn)
         self.chosen = True
         return self._sandbox

@@ -27,7 +27,9 @@ def create_app(container: Container | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         # The probe is a real execution: it must finish before the first request is served.
-        await asyncio.to_thread(active.choose, container.candidates(), settings.limits, log.warning)
+        await asyncio.to_thread(
+            active.choose, container.candidates(), settings.limits, log.info, log.warning
+        )
         try:
             yield
         finally:

@@ -3,6 +3,7 @@ only moves bytes and maps Litestar's own errors onto the contract's codes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from litestar.openapi.spec import (
 
 from adapters.http.render import rejection, render
 from domain.limits import Limits
-from domain.outcome import ErrorCode, Outcome
+from domain.outcome import ErrorCode, Failure, Outcome
 from domain.request import ExecuteRequest, RequestRejected, parse_execute_body
 
+log = logging.getLogger("safe_exec.http")
 JSON = "application/json"
 ERROR_CODES_BY_STATUS = {
     status: [c.code for c in ErrorCode if c.http_status == status]
@@ -81,6 +83,21 @@ class ExecuteOperation(Operation):
         }
 
 
+def _log_execution(outcome: Outcome) -> None:
+    """One line per execution for operators (there is no access log)."""
+    code = outcome.code.code if isinstance(outcome, Failure) else "OK"
+    usage = outcome.usage
+    if usage is None:
+        log.info("execute: %s", code)
+    else:
+        log.info(
+            "execute: %s wall=%.0fms cpu=%.0fms",
+            code,
+            usage.wall_time_s * 1000,
+            usage.cpu_time_s * 1000,
+        )
+
+
 def build_app(
     *,
     execute: Callable[[ExecuteRequest], Awaitable[Outcome]],
@@ -104,7 +121,9 @@ def build_app(
             code = ErrorCode.PAYLOAD_TOO_LARGE if rejected.too_large else ErrorCode.INVALID_REQUEST
             details = {"field": rejected.field} if rejected.field else {}
             return _json_response(*rejection(code, rejected.message, **details))
-        return _json_response(*render(await execute(parsed)))
+        outcome = await execute(parsed)
+        _log_execution(outcome)
+        return _json_response(*render(outcome))
 
     @get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
     def metrics_route() -> str:
