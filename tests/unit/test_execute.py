@@ -386,6 +386,21 @@ def test_select_sandbox_takes_the_first_working_candidate() -> None:
     ]
 
 
+def test_select_sandbox_sends_problems_to_the_warning_channel() -> None:
+    broken = FakeSandbox(SandboxReport(sandbox_error="no user namespaces"), name="nsjail")
+    info: list[str] = []
+    warnings: list[str] = []
+
+    chosen = select_sandbox([broken], LIMITS, info.append, warnings.append)
+
+    assert chosen is None
+    assert info == []
+    assert warnings == [
+        "sandbox: nsjail is unusable: The sandbox failed: no user namespaces.",
+        "sandbox: no working sandbox; /execute answers UNAVAILABLE",
+    ]
+
+
 def test_select_sandbox_logs_the_probe_warning() -> None:
     report = ok_report({"python": [3, 11], "libraries": "ImportError: x"}, stdout=b"probe\n")
     lines: list[str] = []
