@@ -53,10 +53,13 @@ class CgroupParent:
         )
 
 
+
+
 def _subtree(directory: Path) -> list[Path]:
     """`directory` and every group below it, deepest first (the order rmdir needs)."""
     found: list[Path] = []
-    with contextlib.suppress(FileNotFoundError):
+    # A group that nsjail removes while we walk it answers ENOENT or, mid-removal, ENODEV.
+    with contextlib.suppress(OSError):
         for child in directory.iterdir():
             if child.is_dir():
                 found += _subtree(child)
@@ -66,7 +69,7 @@ def _subtree(directory: Path) -> list[Path]:
 def _pids_in(directory: Path) -> list[int]:
     pids: list[int] = []
     for group in _subtree(directory):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             pids += [int(p) for p in (group / "cgroup.procs").read_text().split()]
     return pids
 
