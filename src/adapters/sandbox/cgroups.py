@@ -53,8 +53,6 @@ class CgroupParent:
         )
 
 
-
-
 def _subtree(directory: Path) -> list[Path]:
     """`directory` and every group below it, deepest first (the order rmdir needs)."""
     found: list[Path] = []
