@@ -11,7 +11,7 @@ from domain.limits import Limits
 
 
 class RequestRejected(Exception):
-    """The request cannot be executed; `code_name` is INVALID_REQUEST or PAYLOAD_TOO_LARGE."""
+    """The request cannot be executed: INVALID_REQUEST, or PAYLOAD_TOO_LARGE if `too_large`."""
 
     def __init__(self, message: str, *, field: str | None = None, too_large: bool = False) -> None:
         super().__init__(message)

@@ -31,10 +31,7 @@ class Launch:
 
     argv: Sequence[str]
     env: Mapping[str, str]
-    cwd: str | None = None
     preexec: Callable[[], None] | None = None
-    user: int | None = None
-    group: int | None = None
 
 
 @attrs.define
@@ -152,13 +149,9 @@ def _spawn(launch: Launch, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]
             stderr=subprocess.PIPE,
             pass_fds=pass_fds,
             env=dict(launch.env),
-            cwd=launch.cwd,
             # Safe here: every preexec only makes system calls, prepared before the fork.
             preexec_fn=launch.preexec,  # noqa: PLW1509
             start_new_session=True,
-            user=launch.user,
-            group=launch.group,
-            extra_groups=[] if launch.group is not None else None,
         )
         _supervised.add(proc.pid)
     return proc

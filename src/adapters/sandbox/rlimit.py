@@ -175,15 +175,18 @@ class RlimitSandbox:
         workdir = None if self.use_namespaces else self._make_workdir(uid)
         preexec = self._preexec(job.limits, uid, scope, workdir)
 
-        def kill_tree(pid: int) -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        def kill_descendants() -> None:
             # An unprivileged process cannot leave its cgroup, so the cgroup reaches every
             # descendant; without one, the slot's uid does (setsid cannot escape that).
             if scope is not None:
                 scope.kill_all()
             else:
                 kill_uid(uid)
+
+        def kill_tree(pid: int) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            kill_descendants()
 
         try:
             env = dict(SANDBOX_ENV)
@@ -207,10 +210,7 @@ class RlimitSandbox:
                 )
             return report
         finally:
-            if scope is not None:
-                scope.kill_all()
-            else:
-                kill_uid(uid)
+            kill_descendants()
             reap_orphans()
             if scope is not None:
                 scope.remove()
