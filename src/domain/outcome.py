@@ -23,6 +23,11 @@ class ErrorCode(enum.Enum):
     PAYLOAD_TOO_LARGE = ("PAYLOAD_TOO_LARGE", 413)
     BUSY = ("BUSY", 429)
     UNAVAILABLE = ("UNAVAILABLE", 503)
+    # Clarifications (every version): answers about the HTTP exchange itself.
+    NOT_FOUND = ("NOT_FOUND", 404)
+    METHOD_NOT_ALLOWED = ("METHOD_NOT_ALLOWED", 405)
+    UNSUPPORTED_MEDIA_TYPE = ("UNSUPPORTED_MEDIA_TYPE", 415)
+    INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
 
     def __init__(self, code: str, http_status: int) -> None:
         self.code = code

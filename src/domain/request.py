@@ -54,10 +54,22 @@ class ExecuteRequest:
 ALLOWED_FIELDS = frozenset({"script"})
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object hook: a key given twice is ambiguous, so the request is rejected."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RequestRejected(f"The key {key!r} appears more than once in a JSON object.")
+            seen.add(key)
+    return obj
+
+
 def parse_execute_body(body: bytes, limits: Limits) -> ExecuteRequest:
     """Parse and validate a request body, raising RequestRejected with a one-sentence reason."""
     try:
-        payload: Any = json.loads(body)
+        payload: Any = json.loads(body, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestRejected("The body is not valid JSON.") from None
     if not isinstance(payload, dict):
