@@ -62,5 +62,7 @@ def create_app(container: Container | None = None) -> Litestar:
         metrics_text=container.metrics().render,
         limits=settings.limits,
         max_body_bytes=settings.max_body_bytes,
+        runner=container.runner_name(),
+        observe_rejection=container.metrics().observe_rejection,
         lifespan=[lifespan],
     )

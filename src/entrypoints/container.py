@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dependency_injector import containers, providers
 
-from adapters.metrics import InMemoryMetrics
+from adapters.metrics import PrometheusMetrics
 from adapters.sandbox.cgroups import CgroupParent
 from adapters.sandbox.lease import UidLease, lease_uid_range
 from adapters.sandbox.nsjail import NsjailSandbox
@@ -40,6 +41,16 @@ def cgroups_or_none(lease: UidLease) -> CgroupParent | None:
         return CgroupParent.create(f"safe-exec-{lease.base}")
     except OSError:
         return None
+
+
+def active_runner_name(active: ActiveSandbox) -> Callable[[], str | None]:
+    """The name of the sandbox chosen at start-up, read when asked (labels, log lines)."""
+
+    def name() -> str | None:
+        sandbox = active.get()
+        return sandbox.name if sandbox is not None else None
+
+    return name
 
 
 def service_paths() -> list[str]:
@@ -83,12 +94,13 @@ class Container(containers.DeclarativeContainer):
     )
 
     active_sandbox = providers.Singleton(ActiveSandbox)
-    metrics = providers.Singleton(InMemoryMetrics)
+    runner_name = providers.Singleton(active_runner_name, active_sandbox)
     slots = providers.Singleton(
         ExecutionSlots,
         capacity=settings.provided.max_concurrency,
         queue_size=settings.provided.queue_size,
     )
+    metrics = providers.Singleton(PrometheusMetrics, runner=runner_name, slots=slots)
     executor = providers.Singleton(
         ThreadPoolExecutor,
         max_workers=settings.provided.max_concurrency,

@@ -1,154 +1,177 @@
 """Routes of the HTTP adapter. Request parsing and outcomes come from the domain; this module
-only moves bytes and maps Litestar's own errors onto the contract's codes."""
+only moves bytes and gives every answer, Litestar's own included, the contract's shape."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import (
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    OpenAPIType,
-    Operation,
-    RequestBody,
-    Schema,
-)
 
+from adapters import request_record
+from adapters.http.body import (
+    DRAIN_LIMIT_BYTES,
+    BodyHeaders,
+    BodyTooLarge,
+    ClientGone,
+    discard_body,
+    is_json_media_type,
+    read_body,
+)
+from adapters.http.openapi import COMPONENTS, DocumentedOperation, ExecuteOperation
 from adapters.http.render import rejection, render
+from adapters.http.request_log import RequestLog
 from domain.limits import Limits
 from domain.outcome import ErrorCode, Failure, Outcome
 from domain.request import ExecuteRequest, RequestRejected, parse_execute_body
 
 log = logging.getLogger("safe_exec.http")
 JSON = "application/json"
-ERROR_CODES_BY_STATUS = {
-    status: [c.code for c in ErrorCode if c.http_status == status]
-    for status in sorted({c.http_status for c in ErrorCode})
-}
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CLOSE = {"Connection": "close"}
 
 
 def _json_response(status: int, body: bytes, headers: Mapping[str, str]) -> Response[bytes]:
     return Response(content=body, status_code=status, media_type=JSON, headers=dict(headers))
 
 
-EXECUTE_REQUEST_BODY = RequestBody(
-    required=True,
-    description="Exactly one field; unknown fields are rejected with INVALID_REQUEST.",
-    content={
-        JSON: OpenAPIMediaType(
-            schema=Schema(
-                type=OpenAPIType.OBJECT,
-                properties={
-                    "script": Schema(
-                        type=OpenAPIType.STRING,
-                        min_length=1,
-                        description="Python source that defines main(); UTF-8, no NUL",
-                    )
-                },
-                required=["script"],
-                additional_properties=False,
-            )
-        )
-    },
-)
+def _answer(code: ErrorCode, message: str, headers: Mapping[str, str] = {}) -> Response[bytes]:
+    request_record.note(code=code.code)
+    status, body, extra = rejection(code, message)
+    return _json_response(status, body, {**extra, **headers})
 
 
-@dataclass
-class ExecuteOperation(Operation):
-    """The /execute operation documented by hand: its body is parsed by the domain, not by
-    Litestar, so Litestar would document no body at all; the schema is stated here."""
-
-    def __post_init__(self) -> None:
-        self.request_body = EXECUTE_REQUEST_BODY
-        described = {
-            200: "main() returned: {result, stdout, stderr, usage}",
-            **{
-                status: f"error body {{error, message, stdout, ...}}; error is one of {codes}"
-                for status, codes in ERROR_CODES_BY_STATUS.items()
-            },
-        }
-        self.responses = {
-            str(status): OpenAPIResponse(
-                description=text,
-                content={JSON: OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT))},
-            )
-            for status, text in described.items()
-        }
-
-
-def _log_execution(outcome: Outcome) -> None:
-    """One line per execution for operators (there is no access log)."""
-    code = outcome.code.code if isinstance(outcome, Failure) else "OK"
-    usage = outcome.usage
-    if usage is None:
-        log.info("execute: %s", code)
-    else:
-        log.info(
-            "execute: %s wall=%.0fms cpu=%.0fms",
-            code,
-            usage.wall_time_s * 1000,
-            usage.cpu_time_s * 1000,
-        )
+def _exchange_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Litestar's own errors (routing, a bug in a handler) in the contract's failure shape."""
+    path = request.scope["path"][:200]
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return _answer(ErrorCode.NOT_FOUND, f"There is no resource at {path}.")
+    if status == 405:
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        allowed = headers.get("allow", "")
+        message = f"{request.method} is not allowed on {path}; allowed: {allowed}."
+        return _answer(ErrorCode.METHOD_NOT_ALLOWED, message, headers)
+    if status == 413:
+        return _answer(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large.")
+    if isinstance(exc, HTTPException) and status < 500:
+        return _answer(ErrorCode.INVALID_REQUEST, f"Invalid request: {exc.detail}.")
+    log.error("unexpected error", exc_info=exc, extra={"request_id": request_record.current_id()})
+    return _answer(
+        ErrorCode.INTERNAL_ERROR,
+        f"The service failed unexpectedly (request id {request_record.current_id()}).",
+    )
 
 
 def build_app(
     *,
     execute: Callable[[ExecuteRequest], Awaitable[Outcome]],
     health: Callable[[], tuple[bool, dict[str, Any]]],
-    metrics_text: Callable[[], str],
+    metrics_text: Callable[[], bytes | str],
     limits: Limits,
     max_body_bytes: int,
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    runner: Callable[[], str | None] = lambda: None,
+    observe_rejection: Callable[[str], None] = lambda _code: None,
+    drain_limit_bytes: int = DRAIN_LIMIT_BYTES,
 ) -> Litestar:
-    @get("/health", sync_to_thread=False)
+    public_limits = limits.as_public_dict()
+
+    def refuse(code: ErrorCode, message: str, *, drained: bool = True) -> Response[bytes]:
+        observe_rejection(code.code)
+        return _answer(code, message, {} if drained else CLOSE)
+
+    @get("/health", sync_to_thread=False, operation_class=DocumentedOperation)
     def health_route() -> Response[dict[str, Any]]:
         ok, details = health()
-        return Response(content={"ok": ok, **details}, status_code=200 if ok else 503)
+        if ok:
+            request_record.note(code="OK")
+            return Response(content={"ok": True, **details})
+        reason = details.get("reason", "unavailable")
+        request_record.note(code=ErrorCode.UNAVAILABLE.code)
+        return Response(
+            content={
+                "ok": False,
+                "error": ErrorCode.UNAVAILABLE.code,
+                "message": f"The service is unavailable: {reason}.",
+                **details,
+            },
+            status_code=ErrorCode.UNAVAILABLE.http_status,
+        )
 
-    @post("/execute", operation_class=ExecuteOperation, request_max_body_size=max_body_bytes)
+    @post("/execute", operation_class=ExecuteOperation, request_max_body_size=None)
     async def execute_route(request: Request[Any, Any, Any]) -> Response[bytes]:
-        body = await request.body()
+        headers = BodyHeaders.parse(request.scope["headers"])
+        if not is_json_media_type(headers.content_type):
+            drained = await discard_body(request.receive, headers, drain_limit_bytes)
+            return refuse(
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                "The body must be JSON sent as Content-Type application/json (or a +json "
+                f"type); got {headers.content_type or 'none'!r}.",
+                drained=drained,
+            )
+        try:
+            body = await read_body(request.receive, headers, max_body_bytes, drain_limit_bytes)
+        except BodyTooLarge as too_large:
+            return refuse(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"The request body exceeds the maximum of {max_body_bytes} bytes.",
+                drained=too_large.drained,
+            )
+        except ClientGone:
+            return refuse(
+                ErrorCode.INVALID_REQUEST,
+                "The client disconnected before sending the whole body.",
+                drained=False,
+            )
         try:
             parsed = parse_execute_body(body, limits)
         except RequestRejected as rejected:
             code = ErrorCode.PAYLOAD_TOO_LARGE if rejected.too_large else ErrorCode.INVALID_REQUEST
             details = {"field": rejected.field} if rejected.field else {}
+            observe_rejection(code.code)
+            request_record.note(code=code.code)
             return _json_response(*rejection(code, rejected.message, **details))
         outcome = await execute(parsed)
-        _log_execution(outcome)
+        _note_outcome(outcome, runner(), public_limits)
         return _json_response(*render(outcome))
 
-    @get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
-    def metrics_route() -> str:
+    @get(
+        "/metrics",
+        sync_to_thread=False,
+        media_type=PROMETHEUS_TEXT,
+        operation_class=DocumentedOperation,
+    )
+    def metrics_route() -> bytes | str:
         return metrics_text()
 
-    def too_large(_request: Request[Any, Any, Any], _exc: Exception) -> Response[bytes]:
-        return _json_response(
-            *rejection(
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"The request body exceeds the maximum of {max_body_bytes} bytes.",
-            )
-        )
-
-    def bad_request(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        detail = exc.detail if isinstance(exc, HTTPException) else "bad request"
-        return _json_response(*rejection(ErrorCode.INVALID_REQUEST, f"Invalid request: {detail}."))
-
-    return Litestar(
+    app = Litestar(
         route_handlers=[health_route, execute_route, metrics_route],
-        exception_handlers={413: too_large, 400: bad_request},
+        exception_handlers={Exception: _exchange_error},
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
             title="safe-exec",
             version="1.0.0",
             description="Runs untrusted Python in a sandbox. Contract: shared/contract.md v1.",
+            components=COMPONENTS,
         ),
+        logging_config=None,
         debug=False,
     )
+    # Outside routing and Litestar's exception handling, so every request is logged once.
+    app.asgi_handler = RequestLog(app.asgi_handler, log)
+    return app
+
+
+def _note_outcome(outcome: Outcome, runner: str | None, limits: dict[str, Any]) -> None:
+    """The execution's facts for the request's log line (never the script or its output)."""
+    fields: dict[str, Any] = {"runner": runner, "limits": limits}
+    if outcome.usage is not None:
+        fields["wall_ms"] = round(outcome.usage.wall_time_s * 1000, 1)
+        fields["cpu_ms"] = round(outcome.usage.cpu_time_s * 1000, 1)
+    code = outcome.code.code if isinstance(outcome, Failure) else "OK"
+    request_record.note(code=code, **fields)
