@@ -13,6 +13,8 @@ import signal
 import time
 from pathlib import Path
 
+import attrs
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids")
 
@@ -72,6 +74,12 @@ def _pids_in(directory: Path) -> list[int]:
     return pids
 
 
+@attrs.frozen
+class ExecutionBaseline:
+    usage_bytes: int
+    oom_kills: int
+
+
 class CgroupScope:
     """One execution's groups: `dirs` by controller; `mounts` are the controllers' roots."""
 
@@ -104,9 +112,48 @@ class CgroupScope:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
     def oom_killed(self) -> bool:
+        return self._oom_kills() > 0
+
+    def _oom_kills(self) -> int:
         text = (self.dirs["memory"] / "memory.oom_control").read_text()
         counts = dict(line.split() for line in text.splitlines() if line)
-        return int(counts.get("oom_kill", "0")) > 0
+        return int(counts.get("oom_kill", "0"))
+
+    def adopt(self, pid: int) -> None:
+        """Move a long-lived process (a warm zygote) into the scope, once; its forks stay."""
+        for procs in self.procs_files:
+            Path(procs).write_text(str(pid))
+
+    def begin_execution(self, memory_bytes: int, max_pids: int) -> ExecutionBaseline:
+        """Re-arm a shared scope for one execution: whatever the scope holds now (zygotes and
+        their idle forks) is the baseline, and the execution may add `memory_bytes` and
+        `max_pids` processes (itself included) to it."""
+        memory = self.dirs["memory"]
+        usage = int((memory / "memory.usage_in_bytes").read_text())
+        self._set_memory_limit(usage + memory_bytes)
+        (memory / "memory.max_usage_in_bytes").write_text("0")  # v1: reset to current usage
+        pids = self.dirs["pids"]
+        current = int((pids / "pids.current").read_text())
+        (pids / "pids.max").write_text(str(current + max_pids - 1))
+        return ExecutionBaseline(usage_bytes=usage, oom_kills=self._oom_kills())
+
+    def end_execution(self, baseline: ExecutionBaseline) -> tuple[int, bool]:
+        """(peak memory the execution added, whether the OOM killer acted since `begin`)."""
+        peak = int((self.dirs["memory"] / "memory.max_usage_in_bytes").read_text())
+        return max(0, peak - baseline.usage_bytes), self._oom_kills() > baseline.oom_kills
+
+    def _set_memory_limit(self, value: int) -> None:
+        # memsw (where swap accounting exists) must stay >= the limit at every step, so the
+        # order of the two writes depends on the direction of the change.
+        memory = self.dirs["memory"]
+        files = [memory / "memory.limit_in_bytes", memory / "memory.memsw.limit_in_bytes"]
+        files = [f for f in files if f.exists()]
+        try:
+            for file in files:
+                file.write_text(str(value))
+        except OSError:
+            for file in reversed(files):
+                file.write_text(str(value))
 
     def peak_memory(self) -> int:
         return int((self.dirs["memory"] / "memory.max_usage_in_bytes").read_text())

@@ -1,6 +1,8 @@
-# The in-sandbox harness. It runs inside the sandbox as `python -I -S -X utf8 -c <this file>
-# <script_fd> <channel_fd> <result_cap> [site_dir ...]`, so it may import only the standard
-# library and nothing of the service. It loads the script as a module, calls main(), encodes
+# The in-sandbox harness. It runs inside the sandbox as `python -I -S -X utf8 -c <this file +
+# "_bootstrap()"> <script_fd> <channel_fd> <result_cap> [site_dir ...]` (one-shot runners), or
+# as the first half of the warm zygote's program (zygote.py), so it may import only the
+# standard library and nothing of the service, and it runs nothing when merely loaded.
+# It loads the script as a module, calls main(), encodes
 # the result strictly and writes ONE report to the channel fd: the execution's token line
 # (the script file's first line, which the script never sees), a JSON header line, then for
 # status "ok" the result's JSON text. Stdout is never parsed, so printing cannot forge a result.
@@ -142,7 +144,7 @@ def _reporter(channel: int, token: bytes) -> Reporter:
 
     def report(header: dict[str, object], body: bytes = b"") -> NoReturn:
         _flush_streams()
-        if os.getpid() != HARNESS_PID:  # a forked child returned through main(): not the result
+        if os.getpid() != _harness_pid:  # a forked child returned through main(): not the result
             os._exit(0)
         view = memoryview(token + b"\n" + _dumps(header).encode() + b"\n" + body)
         while view:
@@ -184,14 +186,14 @@ def _run(finish: Reporter, source: str, result_cap: int) -> None:
     finish({"status": "ok"}, encoded)
 
 
-HARNESS_PID = os.getpid()
+_harness_pid = 0  # the process that runs the script; set by execute()
 
 
-def _bootstrap() -> None:
-    script_fd, channel_fd, result_cap = (int(arg) for arg in sys.argv[1:4])
-    sys.path[:0] = [path for path in sys.argv[4:] if path]
-    channel = _hide_channel(channel_fd)
-    token, _newline, script = _read_all(script_fd).partition(b"\n")
+def execute(job: bytes, channel: int, result_cap: int) -> NoReturn:
+    """Run `job` (the token line, then the script) in this process and report; never returns."""
+    global _harness_pid
+    _harness_pid = os.getpid()
+    token, _newline, script = job.partition(b"\n")
     memory_report = token + b"\n" + MEMORY_REPORT
     sys.argv = [SCRIPT_FILENAME]
     # Line-buffered, so what was printed before a kill (timeout, memory) still reaches the
@@ -204,6 +206,11 @@ def _bootstrap() -> None:
             os.write(channel, memory_report)
         finally:
             os._exit(0)
+    os._exit(0)  # unreachable: every path through _run reports and exits
 
 
-_bootstrap()
+def _bootstrap() -> None:
+    script_fd, channel_fd, result_cap = (int(arg) for arg in sys.argv[1:4])
+    sys.path[:0] = [path for path in sys.argv[4:] if path]
+    channel = _hide_channel(channel_fd)
+    execute(_read_all(script_fd), channel, result_cap)

@@ -12,6 +12,8 @@ import attrs
 from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
+from adapters.sandbox.seccomp import build_program
+from adapters.sandbox.warm import WarmSandbox, jail_config, slot_cpu
 from application.ports import SandboxJob
 from domain.limits import MIB, Limits
 from domain.report import SandboxReport
@@ -43,6 +45,29 @@ POLICY safe_exec {
 }
 USE safe_exec DEFAULT ALLOW
 """
+
+
+# The warm zygote's own policy: what it never needs. It keeps unshare, mount and sethostname
+# to build each execution's jail; each execution then stacks the full filter of seccomp.py,
+# which refuses those too and every socket family but AF_UNIX.
+ZYGOTE_SECCOMP_POLICY = """
+POLICY safe_exec_zygote {
+  ERRNO(1) {
+    ptrace, process_vm_readv, process_vm_writev, umount, pivot_root, chroot, setns,
+    kexec_load, kexec_file_load, init_module, finit_module, delete_module,
+    bpf, perf_event_open, keyctl, add_key, request_key, userfaultfd, swapon, swapoff, reboot,
+    acct, settimeofday, clock_settime, clock_adjtime, adjtimex, syslog, iopl, ioperm,
+    open_by_handle_at, name_to_handle_at, quotactl, vhangup, fanotify_init,
+    io_uring_setup, io_uring_enter, io_uring_register
+  },
+  ERRNO(38) { clone3 }
+}
+USE safe_exec_zygote DEFAULT ALLOW
+"""
+ZYGOTE_SCRATCH_SIZE = 65536  # the zygote's own /tmp and /dev/shm: each execution gets fresh ones
+# What the zygote keeps: CAP_SYS_ADMIN for unshare/mount/sethostname, CAP_SETPCAP to empty
+# each execution's bounding set. Both only inside the jail's user namespace.
+ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP")
 
 
 def _cgroup_options(limits: Limits, scope: CgroupScope | None) -> list[tuple[str, str]]:
@@ -103,16 +128,58 @@ class NsjailSandbox:
             layers = (*layers, "uid")
         return (*layers, "cgroup-limits") if self.cgroups is not None else layers
 
-    def _argv(
-        self, job: SandboxJob, script_fd: int, channel_fd: int, scope: CgroupScope | None
-    ) -> list[str]:
-        limits: Limits = job.limits
-        outside = self.uid_base + job.slot if os.geteuid() == 0 else os.geteuid()
-        options: list[tuple[str, str]] = [
+    def _outside_uid(self, slot: int) -> int:
+        return self.uid_base + slot if os.geteuid() == 0 else os.geteuid()
+
+    def _common_options(self, slot: int) -> list[tuple[str, str]]:
+        """The jail both runners build: identity, the read-only runtime, devices, env."""
+        outside = self._outside_uid(slot)
+        return [
             ("--mode", "o"),
             ("--user", f"{INSIDE_UID}:{outside}:1"),
             ("--group", f"{INSIDE_UID}:{outside}:1"),
             ("--hostname", "sandbox"),
+            *(("-R", path) for path in self.runtime.read_only_paths()),
+            *(("-B" if dev == "/dev/null" else "-R", dev) for dev in DEVICES),
+            *(("-E", f"{key}={value}") for key, value in SANDBOX_ENV.items()),
+        ]
+
+    def zygote_launch(self, slot: int, control_fd: int) -> Launch:
+        """A long-lived nsjail around a warm zygote (warm.py): no time limit, generous
+        rlimits (each execution sets its own), only the capabilities it needs."""
+        options: list[tuple[str, str]] = [
+            *self._common_options(slot),
+            ("--cwd", "/"),
+            ("--time_limit", "0"),
+            *(("--cap", cap) for cap in ZYGOTE_CAPS),
+            ("--rlimit_as", "max"),
+            ("--rlimit_cpu", "max"),
+            ("--rlimit_fsize", "max"),
+            ("--rlimit_nofile", "2048"),
+            ("--rlimit_nproc", "max"),
+            ("--rlimit_core", "0"),
+            ("--rlimit_stack", "soft"),
+            ("--mount", f"none:/tmp:tmpfs:size={ZYGOTE_SCRATCH_SIZE}"),
+            ("--mount", f"none:/dev/shm:tmpfs:size={ZYGOTE_SCRATCH_SIZE}"),
+            ("--pass_fd", str(control_fd)),
+            ("--seccomp_string", ZYGOTE_SECCOMP_POLICY),
+        ]
+        argv = [
+            self.nsjail,
+            "--really_quiet",
+            "--iface_no_lo",
+            *(part for option in options for part in option),
+            "--",
+            *self.runtime.zygote_argv(control_fd),
+        ]
+        return Launch(argv=argv, env={})
+
+    def _argv(
+        self, job: SandboxJob, script_fd: int, channel_fd: int, scope: CgroupScope | None
+    ) -> list[str]:
+        limits: Limits = job.limits
+        options: list[tuple[str, str]] = [
+            *self._common_options(job.slot),
             ("--cwd", "/tmp"),
             ("--time_limit", str(int(limits.wall_time_s) + 5)),  # backstop; we kill first
             ("--max_cpus", "1"),
@@ -126,9 +193,6 @@ class NsjailSandbox:
             ("--mount", f"none:/tmp:tmpfs:size={limits.tmp_size_bytes}"),
             # multiprocessing's semaphores live in /dev/shm (the cgroup caps both tmpfs).
             ("--mount", f"none:/dev/shm:tmpfs:size={limits.tmp_size_bytes}"),
-            *(("-R", path) for path in self.runtime.read_only_paths()),
-            *(("-B" if dev == "/dev/null" else "-R", dev) for dev in DEVICES),
-            *(("-E", f"{key}={value}") for key, value in SANDBOX_ENV.items()),
             ("--pass_fd", str(script_fd)),
             ("--pass_fd", str(channel_fd)),
             ("--seccomp_string", SECCOMP_POLICY),
@@ -198,3 +262,35 @@ class NsjailSandbox:
             scope.create()
             return scope
         return None
+
+
+def warm_nsjail(
+    sandbox: NsjailSandbox, limits: Limits, slots: int, preload: tuple[str, ...]
+) -> WarmSandbox:
+    """nsjail-warm: per slot, zygotes in long-lived nsjails (user, PID, mount, network, IPC,
+    UTS and cgroup namespaces, read-only runtime root); each execution additionally gets its
+    own PID, mount, IPC, UTS and network namespaces, no capabilities and seccomp-bpf."""
+    program = build_program()
+    layers = [layer for layer in sandbox.isolation if layer != "cgroup-limits"]
+    layers += ["fresh-namespaces-per-execution", "no-capabilities", "no-new-privs"]
+    if sandbox.cgroups is not None:
+        layers.append("cgroup-limits")
+    return WarmSandbox(
+        name="nsjail-warm",
+        isolation=tuple(layers),
+        launch=sandbox.zygote_launch,
+        jail=lambda slot: jail_config(
+            limits=limits,
+            seccomp=program or b"",
+            scratch=("/tmp", "/dev/shm"),
+            cpu=slot_cpu(slot),
+        ),
+        limits=limits,
+        slots=slots,
+        site_dirs=sandbox.runtime.site_dirs,
+        preload=preload,
+        # The slot's zygotes, keepers and idle forks share the jail's uid.
+        nproc_allowance=8,
+        cgroups=sandbox.cgroups,
+        unusable=None if program else "no seccomp syscall table for this architecture",
+    )

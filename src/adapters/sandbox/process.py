@@ -140,13 +140,15 @@ _supervised: set[int] = set()
 _spawn_lock = threading.Lock()
 
 
-def _spawn(launch: Launch, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+def _spawn(
+    launch: Launch, pass_fds: tuple[int, ...], streams: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
     with _spawn_lock:  # registered before the reaper can see it, however fast it exits
         proc = subprocess.Popen(
             list(launch.argv),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=streams,
+            stderr=streams,
             pass_fds=pass_fds,
             env=dict(launch.env),
             # Safe here: every preexec only makes system calls, prepared before the fork.
@@ -155,6 +157,23 @@ def _spawn(launch: Launch, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]
         )
         _supervised.add(proc.pid)
     return proc
+
+
+def spawn_quiet(launch: Launch, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start a long-lived helper (a warm zygote) with no streams; `end_quiet` ends it."""
+    return _spawn(launch, pass_fds, streams=subprocess.DEVNULL)
+
+
+def end_quiet(proc: subprocess.Popen[bytes], grace_s: float = 2.0) -> None:
+    """Wait up to `grace_s` for the helper to exit on its own, then kill it; always reaped."""
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        kill_process(proc.pid)
+        proc.wait()
+    finally:
+        with _spawn_lock:
+            _supervised.discard(proc.pid)
 
 
 def reap_orphans() -> None:
@@ -177,39 +196,46 @@ def reap_orphans() -> None:
 def _pump(
     pid: int, buffers: dict[int, CappedBuffer], deadline: float, kill_tree: Callable[[int], None]
 ) -> bool:
-    """Read every stream until all are closed; return whether the deadline fired."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        return pump(pidfd, buffers, deadline, lambda: kill_tree(pid))
+    finally:
+        os.close(pidfd)
+
+
+def pump(
+    pidfd: int, buffers: dict[int, CappedBuffer], deadline: float, kill: Callable[[], None]
+) -> bool:
+    """Read every stream until all are closed (or for a short grace once the process `pidfd`
+    refers to has ended); `kill()` on the deadline. Return whether the deadline fired."""
     poller = select.poll()
     for fd in buffers:
         poller.register(fd, select.POLLIN)
-    pidfd = os.pidfd_open(pid)
     poller.register(pidfd, select.POLLIN)
     open_fds = set(buffers)
     timed_out = False
     stop_at: float | None = None  # set once the process is gone: streams get a short grace
-    try:
-        while open_fds:
-            now = time.monotonic()
-            if stop_at is None and now >= deadline:
-                timed_out = True
-                kill_tree(pid)
-                stop_at = now + DRAIN_GRACE_S
-            if stop_at is not None and now >= stop_at:
-                break
-            until = stop_at if stop_at is not None else deadline
-            for fd, _event in poller.poll(max(0.0, until - now) * 1000 + 1):
-                if fd == pidfd:
-                    poller.unregister(pidfd)
-                    kill_tree(pid)  # daemonised descendants would hold the pipes open
-                    stop_at = time.monotonic() + DRAIN_GRACE_S
-                    continue
-                data = os.read(fd, READ_CHUNK)
-                if data:
-                    buffers[fd].feed(data)
-                else:
-                    poller.unregister(fd)
-                    open_fds.discard(fd)
-    finally:
-        os.close(pidfd)
+    while open_fds:
+        now = time.monotonic()
+        if stop_at is None and now >= deadline:
+            timed_out = True
+            kill()
+            stop_at = now + DRAIN_GRACE_S
+        if stop_at is not None and now >= stop_at:
+            break
+        until = stop_at if stop_at is not None else deadline
+        for fd, _event in poller.poll(max(0.0, until - now) * 1000 + 1):
+            if fd == pidfd:
+                poller.unregister(pidfd)
+                kill()  # daemonised descendants would hold the pipes open
+                stop_at = time.monotonic() + DRAIN_GRACE_S
+                continue
+            data = os.read(fd, READ_CHUNK)
+            if data:
+                buffers[fd].feed(data)
+            else:
+                poller.unregister(fd)
+                open_fds.discard(fd)
     return timed_out
 
 

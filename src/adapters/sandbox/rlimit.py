@@ -23,6 +23,7 @@ from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, reap_orphans, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
+from adapters.sandbox.warm import WarmSandbox, jail_config, slot_cpu
 from application.ports import SandboxJob
 from domain.limits import Limits
 from domain.report import SandboxReport
@@ -299,3 +300,51 @@ class RlimitSandbox:
                 seccomp.install()
 
         return preexec
+
+
+def warm_rlimit(
+    sandbox: RlimitSandbox, limits: Limits, slots: int, preload: tuple[str, ...]
+) -> WarmSandbox:
+    """rlimit-warm: per slot, root zygotes exec'ed with an empty environment (never forked from
+    the service); each execution gets its own PID, mount, IPC, UTS and network namespaces, a
+    read-only host tree with the service hidden, fresh tmpfs scratch directories, the slot's
+    uid, rlimits and seccomp-bpf."""
+    program = sandbox.seccomp.program if sandbox.seccomp is not None else None
+    unusable = None
+    if os.geteuid() != 0:
+        unusable = "the rlimit runner needs root to run scripts as another user"
+    elif not sandbox.use_namespaces:
+        unusable = "the warm rlimit runner needs mount, PID and network namespaces"
+    elif program is None:
+        unusable = "no seccomp syscall table for this architecture"
+    hidden = [p for p in outermost(sandbox.hide_paths) if os.path.isdir(p)]
+    layers = [layer for layer in sandbox.isolation if layer not in ("cgroup-limits", "session")]
+    layers += ["pid", "proc-hidepid", "no-new-privs"]
+    if sandbox.cgroups is not None:
+        layers.append("cgroup-limits")
+
+    def launch(_slot: int, control_fd: int) -> Launch:
+        return Launch(argv=sandbox.runtime.zygote_argv(control_fd), env=dict(SANDBOX_ENV))
+
+    return WarmSandbox(
+        name="rlimit-warm",
+        isolation=tuple(layers),
+        launch=launch,
+        jail=lambda slot: jail_config(
+            limits=limits,
+            seccomp=program or b"",
+            scratch=SCRATCH_DIRS,
+            uid=sandbox.uid_base + slot,
+            read_only_tree=True,
+            hide=hidden,
+            proc_options="hidepid=2",
+            cpu=slot_cpu(slot),
+        ),
+        limits=limits,
+        slots=slots,
+        site_dirs=sandbox.runtime.site_dirs,
+        preload=preload,
+        nproc_allowance=1,  # the slot's idle fork of the other zygote kind has the same uid
+        cgroups=sandbox.cgroups,
+        unusable=unusable,
+    )

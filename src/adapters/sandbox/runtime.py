@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 HARNESS_PATH = Path(__file__).with_name("harness.py")
+ZYGOTE_PATH = Path(__file__).with_name("zygote.py")
 
 # Thread pools inside numpy/BLAS would otherwise start one thread per core and count
 # against the process limit; the sandbox is single-threaded by design.
@@ -33,7 +34,14 @@ SANDBOX_ENV = {
 
 @cache
 def harness_source() -> str:
-    return HARNESS_PATH.read_text()
+    """The one-shot program: the harness, then its entry point."""
+    return HARNESS_PATH.read_text() + "\n_bootstrap()\n"
+
+
+@cache
+def zygote_source() -> str:
+    """The warm program: the harness (for running each script), then the zygote."""
+    return HARNESS_PATH.read_text() + "\n" + ZYGOTE_PATH.read_text() + "\nzygote_main()\n"
 
 
 def world_readable(path: Path) -> bool:
@@ -96,7 +104,7 @@ class SandboxRuntime:
         ]
         return list(dict.fromkeys(str(p) for p in candidates if p.exists()))
 
-    def harness_argv(self, script_fd: int, channel_fd: int, result_cap: int) -> list[str]:
+    def _interpreter(self, program: str) -> list[str]:
         return [
             self.python,
             "-I",  # isolated: no PYTHON* variables, no user site, no script directory
@@ -105,9 +113,18 @@ class SandboxRuntime:
             "-X",
             "utf8",
             "-c",
-            harness_source(),
+            program,
+        ]
+
+    def harness_argv(self, script_fd: int, channel_fd: int, result_cap: int) -> list[str]:
+        return [
+            *self._interpreter(harness_source()),
             str(script_fd),
             str(channel_fd),
             str(result_cap),
             *self.site_dirs,
         ]
+
+    def zygote_argv(self, control_fd: int) -> list[str]:
+        """The warm zygote; its configuration comes on the control socket, not argv."""
+        return [*self._interpreter(zygote_source()), str(control_fd)]

@@ -177,6 +177,7 @@ class SeccompFilter:
     """Holds a prepared filter so that `install()` (in a forked child) only makes syscalls."""
 
     def __init__(self, program: bytes) -> None:
+        self.program = program
         self._buffer = ctypes.create_string_buffer(program, len(program))
         self._prog = _SockFprog(len(program) // 8, ctypes.addressof(self._buffer))
         self._libc = ctypes.CDLL(None, use_errno=True)

@@ -1,0 +1,468 @@
+"""The warm runner: per slot, long-lived zygotes that fork each execution ahead of demand.
+
+Each slot keeps a *plain* zygote (the harness only) and, when libraries are preloaded, a
+*data* zygote that imported them once; a script goes to the lightest one that has what it
+imports. Both live in the slot's cgroup, so a forked execution is already where its limits
+apply and no execution pays a cgroup migration. How a zygote is started and what jail it
+builds around each execution (see zygote.py) comes from the mode: nsjail.py starts it inside a
+long-lived nsjail, rlimit.py as a root process exec'ed with an empty environment.
+
+Per execution the service only writes the job to a process that is already confined and
+waiting, reads the streams under the same caps and deadline as the one-shot runners
+(process.pump), and reads how it ended from the keeper's status message."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from adapters.sandbox.cgroups import CgroupParent, CgroupScope
+from adapters.sandbox.process import (
+    CHANNEL_OVERHEAD,
+    CappedBuffer,
+    Launch,
+    end_quiet,
+    pump,
+    spawn_quiet,
+)
+from application.ports import SandboxJob
+from domain.imports import needs_preloaded
+from domain.limits import Limits
+from domain.report import SandboxReport
+
+# Every execution gets fresh ones of these (CLONE_NEWNS | NEWUTS | NEWIPC | NEWPID | NEWNET):
+# files, processes, System V IPC, abstract unix sockets and hostname never carry over.
+EXECUTION_NAMESPACES = 0x00020000 | 0x04000000 | 0x08000000 | 0x20000000 | 0x40000000
+PLAIN = "plain"
+DATA = "data"
+START_TIMEOUT_S = 60.0  # importing pandas on a loaded 2-core machine can take seconds
+READY_TIMEOUT_S = 10.0
+STATUS_CAP = 4096
+UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+class ZygoteFailed(RuntimeError):
+    """A zygote could not start, or died; the message says why."""
+
+
+def jail_config(
+    *,
+    limits: Limits,
+    seccomp: bytes,
+    scratch: Sequence[str],
+    uid: int | None = None,
+    read_only_tree: bool = False,
+    hide: Sequence[str] = (),
+    proc_options: str = "",
+    cpu: int | None = None,
+) -> dict[str, Any]:
+    """The zygote's configuration for confining each execution (zygote.py's `Jail`): with
+    `uid` it drops to that uid (a root zygote), without it it drops every capability."""
+    return {
+        "namespaces": EXECUTION_NAMESPACES,
+        "uid": uid,
+        "read_only_tree": read_only_tree,
+        "hide": list(hide),
+        "scratch": list(scratch),
+        "tmp_size": limits.tmp_size_bytes,
+        "proc_options": proc_options,
+        "seccomp": seccomp.hex(),
+        "cpu": cpu,
+    }
+
+
+def slot_cpu(slot: int) -> int | None:
+    """The CPU a slot's executions run on, so that concurrent slots never share a core while
+    another one idles (affinity only: a script may widen it, and that gains it nothing)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[slot % len(cpus)] if cpus else None
+
+
+def _receive(sock: socket.socket, timeout_s: float) -> tuple[bytes, int | None]:
+    """One message and the sender's pid in our PID namespace (SO_PASSCRED), or b"" at EOF."""
+    ready, _w, _x = select.select([sock], [], [], timeout_s)
+    if not ready:
+        raise ZygoteFailed(f"no answer within {timeout_s:g} s")
+    message, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(UCRED.size))
+    pid = None
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = UCRED.unpack(data[: UCRED.size])[0]
+    return message, pid
+
+
+def _seqpacket_pair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    return ours, theirs
+
+
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@attrs.define
+class Pending:
+    """An execution process forked ahead of demand, and our ends of its pipes."""
+
+    job_w: int
+    stdout_r: int
+    stderr_r: int
+    channel_r: int
+    status: socket.socket
+    pid: int | None = None  # known once it said "ready"
+    resident_bytes: int = 0  # what it inherited from the zygote, said with "ready"
+
+    def wait_ready(self, timeout_s: float) -> int:
+        """The execution's pid once it is confined and waiting for its job."""
+        if self.pid is None:
+            message, pid = _receive(self.status, timeout_s)
+            if not message.startswith(b"ready") or pid is None:
+                why = message.decode(errors="replace") or "its zygote died"
+                raise ZygoteFailed(f"the execution process did not start: {why}")
+            self.pid = pid
+            with contextlib.suppress(ValueError, IndexError):
+                self.resident_bytes = int(message.split()[1])
+        return self.pid
+
+    def close(self) -> None:
+        _close_all((self.job_w, self.stdout_r, self.stderr_r, self.channel_r))
+        self.status.close()
+
+
+class Zygote:
+    """One warm interpreter of one kind, in one slot."""
+
+    def __init__(
+        self,
+        kind: str,
+        launch: Callable[[int], Launch],
+        config: dict[str, Any],
+        scope: CgroupScope | None,
+    ) -> None:
+        self.kind = kind
+        control, theirs = _seqpacket_pair()
+        try:
+            self.process = spawn_quiet(launch(theirs.fileno()), pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self.control = control
+        try:
+            self._handshake(config, scope)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _handshake(self, config: dict[str, Any], scope: CgroupScope | None) -> None:
+        message, pid = _receive(self.control, START_TIMEOUT_S)
+        if message != b"hello" or pid is None:
+            raise ZygoteFailed(f"the {self.kind} zygote did not start ({message[:200]!r})")
+        self.pid = pid
+        if scope is not None:
+            scope.adopt(pid)  # before it loads anything: its memory is the slot's
+        # The OOM killer must take an execution, never the zygote that serves the next one;
+        # each execution raises its own score back (zygote.py).
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w") as handle:
+            handle.write("-1000")
+        self.control.sendmsg([json.dumps(config).encode()])
+        message, _pid = _receive(self.control, START_TIMEOUT_S)
+        if message != b"ready":
+            why = message.decode(errors="replace") or "it exited"
+            raise ZygoteFailed(f"the {self.kind} zygote failed to warm up: {why}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def fork(self) -> Pending:
+        """Ask for the next execution process; it confines itself while we do other work."""
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(4)]
+        status, theirs = _seqpacket_pair()
+        (job_r, job_w), (out_r, out_w), (err_r, err_w), (chan_r, chan_w) = pipes
+        given = [job_r, out_w, err_w, chan_w, theirs.fileno()]
+        try:
+            self.control.sendmsg(
+                [b"fork"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("5i", *given))]
+            )
+        except OSError as error:
+            _close_all((job_w, out_r, err_r, chan_r))
+            status.close()
+            raise ZygoteFailed(f"the {self.kind} zygote is gone: {error}") from error
+        finally:
+            _close_all(given[:4])
+            theirs.close()
+        return Pending(job_w, out_r, err_r, chan_r, status)
+
+    def stop(self) -> None:
+        self.control.close()  # the zygote exits when its control socket closes
+        end_quiet(self.process)
+
+
+class Slot:
+    """The zygotes of one execution slot and the executions they have forked ahead."""
+
+    def __init__(self, index: int, scope: CgroupScope | None) -> None:
+        self.index = index
+        self.scope = scope
+        self.lock = threading.Lock()
+        self.zygotes: dict[str, Zygote] = {}
+        self.pending: dict[str, Pending] = {}
+
+
+@attrs.define(kw_only=True)
+class WarmSandbox:
+    """A Sandbox whose executions are forked from warm zygotes (see the module docstring).
+
+    `launch(slot, control_fd)` starts a zygote; `jail(slot)` is the configuration it confines
+    each execution with; `nproc_allowance` is how many processes of the execution's uid exist
+    outside it (the slot's other warm processes), added to RLIMIT_NPROC."""
+
+    name: str
+    isolation: tuple[str, ...]
+    launch: Callable[[int, int], Launch]
+    jail: Callable[[int], dict[str, Any]]
+    limits: Limits
+    slots: int
+    site_dirs: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
+    nproc_allowance: int = 0
+    cgroups: CgroupParent | None = None
+    unusable: str | None = None  # why this runner cannot work on this host, if it cannot
+    _slots: dict[int, Slot] = attrs.field(factory=dict, init=False)
+    _slots_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (PLAIN, DATA) if self.preload else (PLAIN,)
+
+    def start(self) -> None:
+        """Warm every slot (in parallel); raises ZygoteFailed if any zygote cannot start."""
+        if self.unusable:
+            raise ZygoteFailed(self.unusable)
+        errors: list[BaseException] = []
+
+        def warm(index: int) -> None:
+            try:
+                slot = self._slot(index)
+                with slot.lock:
+                    for kind in self.kinds:
+                        self._ready_zygote(slot, kind)
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=warm, args=(i,)) for i in range(self.slots)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Stop every zygote; in-flight executions die with them. Idempotent."""
+        with self._slots_lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            for pending in slot.pending.values():
+                pending.close()
+            for zygote in slot.zygotes.values():
+                zygote.stop()
+            if slot.scope is not None:
+                slot.scope.kill_all()
+                slot.scope.remove()
+
+    def kind_for(self, source: str) -> str:
+        return DATA if self.preload and needs_preloaded(source, self.preload) else PLAIN
+
+    def run(self, job: SandboxJob) -> SandboxReport:
+        if self.unusable:
+            return SandboxReport(sandbox_error=self.unusable)
+        slot = self._slot(job.slot)
+        kind = self.kind_for(job.script.source)
+        with slot.lock:
+            try:
+                pending, pid = self._claim(slot, kind)
+            except (ZygoteFailed, OSError) as error:
+                return SandboxReport(sandbox_error=f"the warm sandbox could not start: {error}")
+            try:
+                return self._execute(pending, pid, job, slot.scope)
+            finally:
+                pending.close()
+                self._fork_ahead(slot, kind)
+
+    def _slot(self, index: int) -> Slot:
+        with self._slots_lock:
+            slot = self._slots.get(index)
+            if slot is None:
+                slot = self._slots[index] = Slot(index, self._scope(index))
+            return slot
+
+    def _scope(self, index: int) -> CgroupScope | None:
+        if self.cgroups is None:
+            return None
+        # The scope's own limits only bound the idle zygotes; each execution re-arms them.
+        scope = self.cgroups.scope(
+            f"warm-slot-{index}",
+            memory_bytes=len(self.kinds) * 1024 * 1024 * 1024 + self.limits.memory_bytes,
+            max_pids=4 * len(self.kinds) + self.limits.max_processes,
+        )
+        scope.create()
+        return scope
+
+    def _ready_zygote(self, slot: Slot, kind: str) -> Zygote:
+        zygote = slot.zygotes.get(kind)
+        if zygote is not None and zygote.alive():
+            return zygote
+        if zygote is not None:  # died (killed, crashed, OOM): replace it and its fork
+            zygote.stop()
+            stale = slot.pending.pop(kind, None)
+            if stale is not None:
+                stale.close()
+        config = {
+            **self.jail(slot.index),
+            "kind": kind,
+            "preload": list(self.preload) if kind == DATA else [],
+            "site_dirs": list(self.site_dirs),
+        }
+        zygote = slot.zygotes[kind] = Zygote(
+            kind, lambda fd: self.launch(slot.index, fd), config, slot.scope
+        )
+        slot.pending[kind] = zygote.fork()
+        return zygote
+
+    def _claim(self, slot: Slot, kind: str) -> tuple[Pending, int]:
+        """The slot's ready execution process of `kind`; a dead zygote is replaced once."""
+        for attempt in range(2):
+            self._ready_zygote(slot, kind)
+            pending = slot.pending.pop(kind, None) or slot.zygotes[kind].fork()
+            try:
+                return pending, pending.wait_ready(READY_TIMEOUT_S)
+            except ZygoteFailed:
+                pending.close()
+                if attempt == 1 or slot.zygotes[kind].alive():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _fork_ahead(self, slot: Slot, kind: str) -> None:
+        zygote = slot.zygotes.get(kind)
+        if zygote is None or not zygote.alive():
+            return  # replaced when next needed
+        with contextlib.suppress(ZygoteFailed):
+            slot.pending[kind] = zygote.fork()
+
+    def _job_bytes(self, job: SandboxJob, token: bytes) -> bytes:
+        limits = job.limits
+        header = {
+            "cpu_s": limits.cpu_limit_whole_seconds,
+            "memory_bytes": limits.memory_bytes,
+            "fsize_bytes": limits.tmp_size_bytes,
+            "nofile": limits.max_open_files,
+            "nproc": limits.max_processes + self.nproc_allowance,
+            "result_cap": limits.result_cap_bytes,
+        }
+        return b"%s\n%s\n%s" % (
+            json.dumps(header).encode(),
+            token,
+            job.script.source.encode("utf-8"),
+        )
+
+    def _execute(
+        self, pending: Pending, pid: int, job: SandboxJob, scope: CgroupScope | None
+    ) -> SandboxReport:
+        limits = job.limits
+        token = secrets.token_hex(16).encode()
+        baseline = (
+            scope.begin_execution(limits.memory_bytes, limits.max_processes)
+            if scope is not None
+            else None
+        )
+        started = time.monotonic()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as error:
+            return SandboxReport(sandbox_error=f"the execution process is gone: {error}")
+        try:
+            try:
+                _write_all(pending.job_w, self._job_bytes(job, token))
+            except OSError:
+                pass  # it died; the pump and the status tell how
+            finally:
+                os.close(pending.job_w)
+                pending.job_w = -1
+            buffers = {
+                pending.stdout_r: CappedBuffer(limits.stdout_cap_bytes),
+                pending.stderr_r: CappedBuffer(limits.stderr_cap_bytes),
+                pending.channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
+                pending.status.fileno(): CappedBuffer(STATUS_CAP),
+            }
+
+            def kill() -> None:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # PID 1: its namespace dies
+
+            timed_out = pump(pidfd, buffers, started + limits.wall_time_s, kill)
+            kill()
+        finally:
+            os.close(pidfd)
+        wall = time.monotonic() - started
+        stdout, stderr, channel, status = buffers.values()
+        report = SandboxReport(
+            timed_out=timed_out,
+            harness_report=channel.value(),
+            report_token=token,
+            harness_report_truncated=channel.truncated,
+            stdout=stdout.value(),
+            stdout_truncated=stdout.truncated,
+            stderr=stderr.value(),
+            stderr_truncated=stderr.truncated,
+            wall_time_s=round(wall, 4),
+        )
+        ended = _parse_exit(status.value())
+        if ended is None:
+            return attrs.evolve(
+                report, sandbox_error="the warm sandbox process died during the execution"
+            )
+        wait_status, cpu_s, max_rss = ended
+        if os.WIFSIGNALED(wait_status):
+            report = attrs.evolve(report, signal=os.WTERMSIG(wait_status))
+        else:
+            report = attrs.evolve(report, exit_code=os.WEXITSTATUS(wait_status))
+        # Without a cgroup, the peak is the RSS high-water mark less what the fork inherited.
+        own_peak = max(0, max_rss - pending.resident_bytes)
+        report = attrs.evolve(report, cpu_time_s=round(cpu_s, 4), peak_memory_bytes=own_peak)
+        if scope is not None and baseline is not None:
+            peak, oom = scope.end_execution(baseline)
+            report = attrs.evolve(report, peak_memory_bytes=peak, oom_killed=oom)
+        # The script is PID 1 of its namespace: nothing inside can SIGKILL it, so a SIGKILL we
+        # did not send and the OOM killer did not send is RLIMIT_CPU's.
+        if report.signal == signal.SIGKILL and not report.timed_out and not report.oom_killed:
+            report = attrs.evolve(report, cpu_limit_hit=True)
+        return report
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _parse_exit(status: bytes) -> tuple[int, float, int] | None:
+    """(wait status, CPU seconds, peak RSS bytes) from the keeper's "exit ..." message."""
+    for message in status.split(b"exit ")[1:]:
+        with contextlib.suppress(ValueError):
+            wait_status, utime, stime, max_rss_kib = message.split()[:4]
+            return int(wait_status), float(utime) + float(stime), int(max_rss_kib) * 1024
+    return None

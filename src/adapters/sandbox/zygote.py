@@ -1,0 +1,313 @@
+# The warm zygote: the second half of the program `runtime.zygote_source()` builds (harness.py
+# comes first, so `execute`, `_read_all` and `HIGH_FD` are the harness's). It runs inside the
+# sandbox (in a long-lived nsjail, or as a root process exec'ed with an empty environment by the
+# rlimit runner), loads the harness and the preloaded libraries once, and never runs a script
+# itself. For each execution it forks, ahead of demand:
+#
+#   zygote ──fork──> keeper: unshare(PID, mount, IPC, UTS, network), then wait4() the execution
+#                        └──fork──> execution: PID 1 of its namespace; fresh /proc, /tmp and
+#                                   /dev/shm, limits, uid or capability drop, no_new_privs,
+#                                   seccomp; "ready" on the status socket; then it waits for its
+#                                   job and runs the script in this already-warm interpreter.
+#
+# Protocol with the service, on a SOCK_SEQPACKET control socket (argv[1]):
+#   zygote -> "hello"; service -> the configuration as JSON; zygote -> "ready" | "error <why>";
+#   then service -> "fork" + SCM_RIGHTS [job_r, stdout_w, stderr_w, channel_w, status_w].
+# The status socket (SOCK_SEQPACKET, SO_PASSCRED at the service's end, so the kernel tells the
+# service each sender's pid in its own PID namespace) carries "ready <rss>" from the execution,
+# then "exit <wait status> <utime> <stime> <maxrss KiB>" from the keeper, or "error <why>".
+# The job pipe carries one JSON line of limits, the token line, then the script.
+import array
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # at run time these come from harness.py, which precedes this file
+    from typing import Any, NoReturn
+
+    from adapters.sandbox.harness import HIGH_FD, _read_all, execute
+
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (Linux 5.12+)
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 1
+FORK_FDS = 5
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+class Jail:
+    """How each execution is confined, from the service's configuration message."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.namespaces = int(config["namespaces"])
+        self.uid = config["uid"]  # None: stay the jail's uid and drop capabilities instead
+        self.read_only_tree = bool(config["read_only_tree"])
+        self.hide = [path.encode() for path in config["hide"]]
+        self.scratch = [path.encode() for path in config["scratch"] if os.path.isdir(path)]
+        self.tmpfs_options = f"size={int(config['tmp_size'])},mode=1777".encode()
+        self.proc_options = config["proc_options"].encode()
+        program = bytes.fromhex(config["seccomp"])
+        self._filter = ctypes.create_string_buffer(program, len(program))
+        self._prog = _SockFprog(len(program) // 8, ctypes.addressof(self._filter))
+
+    def enter(self) -> None:
+        """Build this execution's view of the system (runs as PID 1 of a fresh namespace)."""
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
+        if self.read_only_tree:
+            _make_read_only()
+        for path in self.hide:
+            flags = MS_RDONLY | MS_NOSUID | MS_NODEV
+            _check(_libc.mount(b"tmpfs", path, b"tmpfs", flags, b"size=4096,mode=0555"), "hide")
+        # A /proc of this PID namespace: the execution sees its own processes and no others.
+        flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+        _check(_libc.mount(b"proc", b"/proc", b"proc", flags, self.proc_options), "mount /proc")
+        for path in self.scratch:
+            flags = MS_NOSUID | MS_NODEV
+            _check(_libc.mount(b"tmpfs", path, b"tmpfs", flags, self.tmpfs_options), "tmpfs")
+        _check(_libc.sethostname(b"sandbox", 7), "sethostname")
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")  # the zygotes are exempt: the OOM killer takes the execution
+
+    def drop_privileges(self) -> None:
+        for cap in range(64):  # the bounding set: no later exec can regain a capability
+            if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                break
+        _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        if self.uid is not None:
+            os.setgroups([])
+            os.setgid(self.uid)
+            os.setuid(self.uid)  # root -> unprivileged clears every capability
+        else:
+            header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+            data = (_CapData * 2)()
+            _check(_libc.capset(ctypes.byref(header), data), "capset")
+        with open("/proc/self/status") as handle:
+            status = handle.read()
+        if "CapEff:\t0000000000000000" not in status:
+            raise RuntimeError("capabilities remain after the drop")
+        # Credential changes clear the parent-death signal, so it is set after them.
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+
+    def confine(self) -> None:
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        _check(
+            _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0),
+            "seccomp",
+        )
+
+
+def _make_read_only() -> None:
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    flags = AT_RECURSIVE
+    if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", flags, ctypes.byref(attr), 32) == 0:
+        return
+    with open("/proc/self/mountinfo", "rb") as handle:  # older kernels: one mount at a time
+        points = [line.split()[4] for line in handle]
+    for point in points:
+        failed = _libc.mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0
+        if failed and point == b"/":
+            _check(-1, "remount / read-only")
+
+
+def _send(sock: socket.socket, message: bytes) -> None:
+    sock.sendmsg([message])
+
+
+def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    message, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(FORK_FDS * 4))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return message, list(fds)
+
+
+def _limit(kind: int, soft: int, hard: int | None = None) -> None:
+    ceiling = resource.getrlimit(kind)[1]
+    hard = soft if hard is None else hard
+    if ceiling != resource.RLIM_INFINITY:
+        soft, hard = min(soft, ceiling), min(hard, ceiling)
+    resource.setrlimit(kind, (soft, hard))
+
+
+def _apply_limits(limits: dict[str, Any]) -> None:
+    with open("/proc/self/statm") as handle:
+        mapped = int(handle.read().split()[0]) * PAGE
+    cpu = int(limits["cpu_s"])
+    _limit(resource.RLIMIT_CPU, cpu, cpu + 1)  # SIGXCPU first, SIGKILL a second later
+    _limit(resource.RLIMIT_AS, mapped + int(limits["memory_bytes"]))  # what the script may add
+    _limit(resource.RLIMIT_FSIZE, int(limits["fsize_bytes"]))
+    _limit(resource.RLIMIT_NOFILE, int(limits["nofile"]))
+    _limit(resource.RLIMIT_NPROC, int(limits["nproc"]))
+    _limit(resource.RLIMIT_CORE, 0)
+
+
+def _reseed() -> None:
+    """Fresh randomness: `random` reseeds itself after fork; numpy's global generator does not."""
+    for name in ("random", "numpy.random"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.seed()
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE
+
+
+def _execution(jail: Jail, fds: list[int]) -> NoReturn:
+    """The execution process: confine, say ready, wait for the job, run it. Never returns."""
+    job, stdout, stderr, channel, status = fds
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    high = HIGH_FD if soft == resource.RLIM_INFINITY else min(HIGH_FD, soft - 3)
+    try:
+        jail.enter()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        # High, close-on-exec descriptors: the script's children never inherit them, and a
+        # lowered RLIMIT_NOFILE keeps the script from dup2()-ing over them.
+        channel = os.dup2(channel, high, inheritable=False)
+        status = os.dup2(status, high + 1, inheritable=False)
+        job = os.dup2(job, high + 2, inheritable=False)
+        os.closerange(3, high)  # the zygote's control socket and everything else
+        os.chdir("/tmp")
+        jail.drop_privileges()
+        jail.confine()
+        _reseed()
+        os.write(status, b"ready %d" % _resident_bytes())
+        os.close(status)
+    except BaseException as error:
+        os.write(status, f"error {type(error).__name__}: {error}".encode())
+        os._exit(1)
+    header, _newline, rest = _read_all(job).partition(b"\n")
+    if not header:
+        os._exit(0)  # the service withdrew this execution (shutdown, zygote replaced)
+    limits = json.loads(header)
+    _apply_limits(limits)
+    execute(rest, channel, int(limits["result_cap"]))
+
+
+def _keeper(jail: Jail, zygote: int, fds: list[int]) -> NoReturn:
+    """Between zygote and execution: owns the new namespaces and reports how it ended."""
+    status = fds[4]
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # wait4() needs its child's status
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        if os.getppid() != zygote:
+            os._exit(1)  # the zygote died before the death signal was armed
+        _check(_libc.unshare(jail.namespaces), "unshare")
+        child = os.fork()
+    except BaseException as error:
+        os.write(status, f"error {type(error).__name__}: {error}".encode())
+        os._exit(1)
+    if child == 0:
+        _execution(jail, fds)
+    for fd in fds[:4]:
+        os.close(fd)
+    _pid, wait_status, usage = os.wait4(child, 0)
+    os.write(
+        status, f"exit {wait_status} {usage.ru_utime} {usage.ru_stime} {usage.ru_maxrss}".encode()
+    )
+    os._exit(0)
+
+
+def _fork_keeper(control: socket.socket, jail: Jail, zygote: int, fds: list[int]) -> None:
+    try:
+        pid = os.fork()
+    except OSError as error:  # e.g. the slot's process limit: that execution fails, we stay
+        os.write(fds[4], f"error fork: {error}".encode())
+        return
+    if pid == 0:
+        control.close()
+        _keeper(jail, zygote, fds)
+
+
+def zygote_main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    os.chdir("/")
+    _send(control, b"hello")
+    message, _fds = _receive(control)
+    try:
+        config = json.loads(message)
+        sys.path[:0] = config["site_dirs"]
+        for name in config["preload"]:
+            __import__(name)
+        import linecache  # noqa: F401  (the harness needs them for tracebacks: load them once)
+        import traceback  # noqa: F401
+
+        if config["cpu"] is not None:  # the slot's CPU: slots do not compete for a core
+            os.sched_setaffinity(0, {int(config["cpu"])})
+        threads = len(os.listdir("/proc/self/task"))
+        if threads != 1:
+            raise RuntimeError(f"{threads} threads after preloading; forking would be unsafe")
+        jail = Jail(config)
+    except BaseException as error:
+        _send(control, f"error {type(error).__name__}: {error}".encode())
+        os._exit(1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished keepers are reaped by the kernel
+    zygote = os.getpid()
+    _send(control, b"ready")
+    while True:
+        message, fds = _receive(control)
+        if not message:
+            os._exit(0)  # the service closed its end: it is gone or replacing us
+        if message == b"fork" and len(fds) == FORK_FDS:
+            _fork_keeper(control, jail, zygote, fds)
+        for fd in fds:
+            os.close(fd)
