@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from adapters.logs import LOG_FORMATS
 from adapters.sandbox.runtime import default_interpreter
 from domain.limits import KIB, MIB, Limits
 
@@ -57,6 +58,12 @@ def _flag(text: str) -> bool:
     raise ValueError
 
 
+def _log_format(text: str) -> str:
+    if text not in LOG_FORMATS:
+        raise ValueError
+    return text
+
+
 def _mode(text: str) -> str:
     if text not in SANDBOX_MODES:
         raise ValueError
@@ -86,6 +93,7 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "SANDBOX_PYTHON": (str, "", "an interpreter path"),
     "SANDBOX_SITE": (str, DEFAULT_SITE, "a directory of sandbox libraries"),
     "SHUTDOWN_GRACE_S": (_positive_float, "", "seconds > 0 (default: WALL_TIME_S + 2)"),
+    "LOG_FORMAT": (_log_format, "text", "one of text, json"),
 }
 
 
@@ -102,6 +110,7 @@ class Settings:
     sandbox_python: str
     sandbox_site: str
     shutdown_grace_s: float
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -150,4 +159,5 @@ class Settings:
             sandbox_python=get("SANDBOX_PYTHON") or default_interpreter(),
             sandbox_site=get("SANDBOX_SITE"),
             shutdown_grace_s=get("SHUTDOWN_GRACE_S", wall + 2),
+            log_format=get("LOG_FORMAT"),
         )

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 
+from adapters.logs import configure_logging
 from adapters.settings import Settings, SettingsError
 from entrypoints.app import create_app
 from entrypoints.container import Container
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         print(f"safe-exec: configuration error: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format)
     container = Container()
     container.settings.override(settings)
     uvicorn.run(
@@ -26,7 +26,8 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         log_level="info",
-        access_log=False,
+        access_log=False,  # the app logs one line per request itself
+        log_config=None,  # uvicorn's loggers propagate to configure_logging's handler
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
     )
     return 0
