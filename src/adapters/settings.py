@@ -13,7 +13,9 @@ from adapters.sandbox.runtime import default_interpreter
 from domain.limits import KIB, MIB, Limits
 
 T = TypeVar("T")
-SANDBOX_MODES = ("auto", "nsjail", "rlimit")
+# Runner names; auto tries them in this order. FORCE_COMPAT=1 means "compat": the rlimit pair.
+SANDBOX_MODES = ("auto", "nsjail-warm", "nsjail", "rlimit-warm", "rlimit")
+COMPAT_MODE = "compat"
 DEFAULT_SITE = "/opt/safe-exec/sandbox-site"
 
 
@@ -64,6 +66,13 @@ def _log_format(text: str) -> str:
     return text
 
 
+def _module_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not all(part.isidentifier() for name in names for part in name.split(".")):
+        raise ValueError
+    return names
+
+
 def _mode(text: str) -> str:
     if text not in SANDBOX_MODES:
         raise ValueError
@@ -74,7 +83,8 @@ def _mode(text: str) -> str:
 VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "HOST": (str, "0.0.0.0", "an address to listen on"),
     "PORT": (_port, "8080", "a TCP port 1-65535"),
-    "SANDBOX": (_mode, "auto", "one of auto, nsjail, rlimit"),
+    "SANDBOX": (_mode, "auto", "one of " + ", ".join(SANDBOX_MODES)),
+    "PRELOAD": (_module_list, "numpy,pandas", "comma-separated module names (may be empty)"),
     "FORCE_COMPAT": (_flag, "0", "1 or 0"),
     "WALL_TIME_S": (_positive_float, "5", "seconds > 0"),
     "CPU_TIME_S": (_positive_float, "", "seconds > 0 (default: WALL_TIME_S)"),
@@ -111,6 +121,7 @@ class Settings:
     sandbox_site: str
     shutdown_grace_s: float
     log_format: str = "text"
+    preload: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -128,7 +139,7 @@ class Settings:
 
         wall = get("WALL_TIME_S")
         concurrency = get("MAX_CONCURRENCY", os.cpu_count() or 1)
-        mode = "rlimit" if get("FORCE_COMPAT") else get("SANDBOX")
+        mode = COMPAT_MODE if get("FORCE_COMPAT") else get("SANDBOX")
         limit_values = dict(
             wall_time_s=wall,
             cpu_time_s=get("CPU_TIME_S", wall),
@@ -160,4 +171,5 @@ class Settings:
             sandbox_site=get("SANDBOX_SITE"),
             shutdown_grace_s=get("SHUTDOWN_GRACE_S", wall + 2),
             log_format=get("LOG_FORMAT"),
+            preload=get("PRELOAD"),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from application.ports import Metrics, Sandbox, SandboxJob
@@ -27,7 +27,9 @@ class ExecuteScript:
         metrics: Metrics,
         executor: Executor | None = None,
         retry_after_s: int = 1,
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._ready = ready
         self._sandbox = sandbox
         self._slots = slots
         self._limits = limits
@@ -36,9 +38,6 @@ class ExecuteScript:
         self._retry_after_s = retry_after_s
 
     async def __call__(self, request: ExecuteRequest) -> Outcome:
-        sandbox = self._sandbox()
-        if sandbox is None:
-            return self._reject(ErrorCode.UNAVAILABLE, "No working sandbox is available.")
         queued_at = time.monotonic()
         try:
             slot = await self._slots.acquire()
@@ -50,6 +49,16 @@ class ExecuteScript:
             )
         except SlotsClosed:
             return self._reject(ErrorCode.UNAVAILABLE, "The service is shutting down.")
+        try:
+            if self._ready is not None:  # while the service warms up, admitted requests wait
+                await self._ready()
+            sandbox = self._sandbox()
+        except BaseException:
+            self._slots.release(slot)
+            raise
+        if sandbox is None:
+            self._slots.release(slot)
+            return self._reject(ErrorCode.UNAVAILABLE, "No working sandbox is available.")
         queued_s = time.monotonic() - queued_at
         job = SandboxJob(script=request.script, limits=self._limits, slot=slot)
         try:

@@ -35,7 +35,15 @@ class Sandbox(Protocol):
         """The isolation layers in force (e.g. "network", "seccomp"), for operators."""
         ...
 
+    def start(self) -> None:
+        """Get ready to run (e.g. warm pre-started processes); raises if it cannot. Blocking."""
+        ...
+
     def run(self, job: SandboxJob) -> SandboxReport: ...
+
+    def close(self) -> None:
+        """Release what `start` acquired; nothing the sandbox started may outlive this."""
+        ...
 
 
 class Metrics(Protocol):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable, Sequence
 
 from application.ports import Sandbox, SandboxJob
@@ -45,6 +47,14 @@ def probe(sandbox: Sandbox, limits: Limits) -> tuple[str | None, str | None]:
     return None, warning
 
 
+def _start(sandbox: Sandbox) -> tuple[str | None, None]:
+    try:
+        sandbox.start()
+    except Exception as error:  # a sandbox that cannot start is a candidate that failed
+        return _one_line(f"{type(error).__name__}: {error}"), None
+    return None, None
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -59,26 +69,50 @@ def select_sandbox(
     (through `warn`, when given, so operators see them at a higher level)."""
     warn = warn or log
     for sandbox in candidates:
-        problem, warning = probe(sandbox, limits)
+        problem, warning = _start(sandbox)
+        if problem is None:
+            problem, warning = probe(sandbox, limits)
         if problem is None:
             log(f"sandbox: using {sandbox.name} ({', '.join(sandbox.isolation)})")
             if warning:
                 warn(f"sandbox: warning: {warning}")
             return sandbox
+        sandbox.close()
         warn(f"sandbox: {sandbox.name} is unusable: {problem}")
     warn("sandbox: no working sandbox; /execute answers UNAVAILABLE")
     return None
 
 
 class ActiveSandbox:
-    """The sandbox chosen at start-up; None until chosen, or when none works."""
+    """The sandbox chosen at start-up; None until chosen, or when none works.
+
+    Choosing runs real executions (and may warm pre-started processes), so it happens in the
+    background while the service already answers; `wait` lets requests wait for it."""
+
+    POLL_S = 0.01
 
     def __init__(self) -> None:
         self._sandbox: Sandbox | None = None
-        self.chosen = False
+        self._chosen = threading.Event()
+
+    @property
+    def chosen(self) -> bool:
+        return self._chosen.is_set()
 
     def get(self) -> Sandbox | None:
         return self._sandbox
+
+    async def wait(self) -> None:
+        """Return once the choice is made (polling: only while the service is warming)."""
+        while not self._chosen.is_set():
+            await asyncio.sleep(self.POLL_S)
+
+    def close(self) -> None:
+        """Stop the chosen sandbox (its warm processes); /execute answers UNAVAILABLE after."""
+        sandbox, self._sandbox = self._sandbox, None
+        self._chosen.set()
+        if sandbox is not None:
+            sandbox.close()
 
     def choose(
         self,
@@ -87,6 +121,8 @@ class ActiveSandbox:
         log: Callable[[str], None],
         warn: Callable[[str], None] | None = None,
     ) -> Sandbox | None:
-        self._sandbox = select_sandbox(candidates, limits, log, warn)
-        self.chosen = True
+        try:
+            self._sandbox = select_sandbox(candidates, limits, log, warn)
+        finally:
+            self._chosen.set()
         return self._sandbox

@@ -26,9 +26,12 @@ def create_app(container: Container | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        # The probe is a real execution: it must finish before the first request is served.
-        await asyncio.to_thread(
-            active.choose, container.candidates(), settings.limits, log.info, log.warning
+        # Choosing runs real probe executions and warms zygotes: it happens in the background
+        # so that /health answers at once; /execute requests wait for it (ActiveSandbox.wait).
+        choosing = asyncio.create_task(
+            asyncio.to_thread(
+                active.choose, container.candidates(), settings.limits, log.info, log.warning
+            )
         )
         try:
             yield
@@ -37,7 +40,10 @@ def create_app(container: Container | None = None) -> Litestar:
             slots.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(slots.wait_idle(), settings.shutdown_grace_s)
+            with contextlib.suppress(Exception):
+                await choosing  # a start-up still warming finishes before it is undone
             executor.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(active.close)  # zygotes and their forks end here
             cgroups = container.cgroups()
             if cgroups is not None:
                 cgroups.remove()
@@ -52,6 +58,8 @@ def create_app(container: Container | None = None) -> Litestar:
         }
         if state["stopping"]:
             return False, {**details, "reason": "shutting down"}
+        if not active.chosen:  # /execute waits for the warm-up rather than failing
+            return True, {**details, "warming": True}
         if sandbox is None:
             return False, {**details, "reason": "no working sandbox (see the service log)"}
         return True, details

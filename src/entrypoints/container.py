@@ -13,8 +13,8 @@ from dependency_injector import containers, providers
 from adapters.metrics import PrometheusMetrics
 from adapters.sandbox.cgroups import CgroupParent
 from adapters.sandbox.lease import UidLease, lease_uid_range
-from adapters.sandbox.nsjail import NsjailSandbox
-from adapters.sandbox.rlimit import RlimitSandbox, namespaces_available, outermost
+from adapters.sandbox.nsjail import NsjailSandbox, warm_nsjail
+from adapters.sandbox.rlimit import RlimitSandbox, namespaces_available, outermost, warm_rlimit
 from adapters.sandbox.runtime import SandboxRuntime
 from adapters.settings import Settings
 from application.execute import ExecuteScript
@@ -85,12 +85,32 @@ class Container(containers.DeclarativeContainer):
         hide_paths=providers.Callable(service_paths),
         use_namespaces=providers.Callable(namespaces_available),
     )
-    # SANDBOX=auto tries nsjail first and falls back to rlimit; FORCE_COMPAT=1 means rlimit.
+    nsjail_warm = providers.Singleton(
+        warm_nsjail,
+        nsjail,
+        settings.provided.limits,
+        settings.provided.max_concurrency,
+        settings.provided.preload,
+    )
+    rlimit_warm = providers.Singleton(
+        warm_rlimit,
+        rlimit,
+        settings.provided.limits,
+        settings.provided.max_concurrency,
+        settings.provided.preload,
+    )
+    # SANDBOX=auto tries the warm runners first, nsjail before rlimit, the one-shot runners as
+    # fallbacks; FORCE_COMPAT=1 ("compat") skips nsjail (Cloud Run's gVisor).
     candidates = providers.Selector(
         settings.provided.sandbox_mode,
-        auto=providers.List(nsjail, rlimit),
-        nsjail=providers.List(nsjail),
-        rlimit=providers.List(rlimit),
+        auto=providers.List(nsjail_warm, nsjail, rlimit_warm, rlimit),
+        compat=providers.List(rlimit_warm, rlimit),
+        **{
+            "nsjail-warm": providers.List(nsjail_warm),
+            "nsjail": providers.List(nsjail),
+            "rlimit-warm": providers.List(rlimit_warm),
+            "rlimit": providers.List(rlimit),
+        },
     )
 
     active_sandbox = providers.Singleton(ActiveSandbox)
@@ -113,4 +133,5 @@ class Container(containers.DeclarativeContainer):
         limits=settings.provided.limits,
         metrics=metrics,
         executor=executor,
+        ready=active_sandbox.provided.wait,
     )

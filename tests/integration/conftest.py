@@ -7,14 +7,16 @@ import pytest
 
 from tests.integration.server import Server, running_server
 
-# The rlimit runner drops each script to its own uid, which needs root; unprivileged, only
+# The rlimit runners drop each script to its own uid, which needs root; unprivileged, only
 # nsjail (through user namespaces) can sandbox, and the rlimit cases are skipped, not failed.
+# The warm runners are what `auto` picks, so `make test` runs every suite against them; the
+# one-shot runners (the fallbacks) get the same suites in `make test-slow`.
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="the rlimit runners need root")
 MODES = (
-    "nsjail",
-    pytest.param(
-        "rlimit",
-        marks=pytest.mark.skipif(os.geteuid() != 0, reason="the rlimit runner needs root"),
-    ),
+    "nsjail-warm",
+    pytest.param("rlimit-warm", marks=NEEDS_ROOT),
+    pytest.param("nsjail", marks=pytest.mark.slow),
+    pytest.param("rlimit", marks=(NEEDS_ROOT, pytest.mark.slow)),
 )
 
 

@@ -65,6 +65,11 @@ class Server:
     log_path: Path
 
     @property
+    def family(self) -> str:
+        """ "nsjail" or "rlimit", warm or one-shot: what the jail is built with."""
+        return self.mode.split("-")[0]
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -116,16 +121,16 @@ def start_server(mode: str, tmp_dir: Path, extra_env: Mapping[str, str] | None =
             start_new_session=True,
         )
     server = Server(mode=mode, port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log()}")
-        with contextlib.suppress(OSError):
-            server.health()
-            return server
-        time.sleep(0.1)
+        with contextlib.suppress(OSError, ValueError):
+            if not server.health().json().get("warming"):  # the sandbox is chosen and warm
+                return server
+        time.sleep(0.05)
     stop_server(server)
-    raise RuntimeError(f"server did not answer within 60 s:\n{server.log()}")
+    raise RuntimeError(f"server was not ready within 90 s:\n{server.log()}")
 
 
 def stop_server(server: Server) -> None:

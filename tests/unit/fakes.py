@@ -37,9 +37,16 @@ class FakeSandbox:
     """
 
     def __init__(
-        self, *results: SandboxReport | Exception, name: str = "fake", hold: bool = False
+        self,
+        *results: SandboxReport | Exception,
+        name: str = "fake",
+        hold: bool = False,
+        start_error: Exception | None = None,
     ) -> None:
         self._name = name
+        self._start_error = start_error
+        self.started_up = False
+        self.closed = False
         self._results = list(results)
         self._lock = threading.Lock()
         self._gate = threading.Event()
@@ -56,6 +63,14 @@ class FakeSandbox:
     @property
     def isolation(self) -> tuple[str, ...]:
         return ("fake",)
+
+    def start(self) -> None:
+        if self._start_error is not None:
+            raise self._start_error
+        self.started_up = True
+
+    def close(self) -> None:
+        self.closed = True
 
     def run(self, job: SandboxJob) -> SandboxReport:
         with self._lock:

@@ -70,8 +70,8 @@ def test_every_variable_is_read() -> None:
 
 
 @pytest.mark.parametrize("flag", ["1", "true", "yes", "on", "TRUE"])
-def test_force_compat_means_rlimit(flag: str) -> None:
-    assert load(FORCE_COMPAT=flag, SANDBOX="nsjail").sandbox_mode == "rlimit"
+def test_force_compat_means_the_rlimit_runners(flag: str) -> None:
+    assert load(FORCE_COMPAT=flag, SANDBOX="nsjail").sandbox_mode == "compat"
 
 
 @pytest.mark.parametrize(

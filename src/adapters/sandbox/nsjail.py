@@ -210,6 +210,12 @@ class NsjailSandbox:
             *self.runtime.harness_argv(script_fd, channel_fd, limits.result_cap_bytes),
         ]
 
+    def start(self) -> None:
+        """Nothing to warm: every execution starts from nothing."""
+
+    def close(self) -> None:
+        """Nothing outlives an execution."""
+
     def run(self, job: SandboxJob) -> SandboxReport:
         scope = self._scope(job)
         try:

@@ -166,6 +166,12 @@ class RlimitSandbox:
             layers.append("cgroup-limits")
         return tuple(layers)
 
+    def start(self) -> None:
+        """Nothing to warm: every execution starts from nothing."""
+
+    def close(self) -> None:
+        """Nothing outlives an execution."""
+
     def run(self, job: SandboxJob) -> SandboxReport:
         if os.geteuid() != 0:
             return SandboxReport(

@@ -126,6 +126,7 @@ class Pending:
     status: socket.socket
     pid: int | None = None  # known once it said "ready"
     resident_bytes: int = 0  # what it inherited from the zygote, said with "ready"
+    setup_cpu_s: float = 0.0  # what confining itself cost, said with "ready"
 
     def wait_ready(self, timeout_s: float) -> int:
         """The execution's pid once it is confined and waiting for its job."""
@@ -136,7 +137,8 @@ class Pending:
                 raise ZygoteFailed(f"the execution process did not start: {why}")
             self.pid = pid
             with contextlib.suppress(ValueError, IndexError):
-                self.resident_bytes = int(message.split()[1])
+                _ready, resident, setup_cpu = message.split()[:3]
+                self.resident_bytes, self.setup_cpu_s = int(resident), float(setup_cpu)
         return self.pid
 
     def close(self) -> None:
@@ -442,7 +444,8 @@ class WarmSandbox:
             report = attrs.evolve(report, exit_code=os.WEXITSTATUS(wait_status))
         # Without a cgroup, the peak is the RSS high-water mark less what the fork inherited.
         own_peak = max(0, max_rss - pending.resident_bytes)
-        report = attrs.evolve(report, cpu_time_s=round(cpu_s, 4), peak_memory_bytes=own_peak)
+        own_cpu = max(0.0, cpu_s - pending.setup_cpu_s)
+        report = attrs.evolve(report, cpu_time_s=round(own_cpu, 4), peak_memory_bytes=own_peak)
         if scope is not None and baseline is not None:
             peak, oom = scope.end_execution(baseline)
             report = attrs.evolve(report, peak_memory_bytes=peak, oom_killed=oom)
