@@ -22,7 +22,7 @@ from adapters.http.body import (
     is_json_media_type,
     read_body,
 )
-from adapters.http.openapi import COMPONENTS, DocumentedOperation, ExecuteOperation
+from adapters.http.openapi import DocumentedOperation, ExecuteOperation
 from adapters.http.render import rejection, render
 from adapters.http.request_log import RequestLog
 from domain.limits import Limits
@@ -157,7 +157,6 @@ def build_app(
             title="safe-exec",
             version="1.0.0",
             description="Runs untrusted Python in a sandbox. Contract: shared/contract.md v1.",
-            components=COMPONENTS,
         ),
         logging_config=None,
         debug=False,

@@ -1,5 +1,6 @@
 """The OpenAPI description of the HTTP adapter: the request body the domain parses, and every
-error code of the contract with an example body (Litestar documents neither on its own)."""
+error code of the contract with an example body (Litestar documents neither on its own).
+Schemas are inline: Litestar replaces `components.schemas` with the ones it generates."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.openapi.spec import (
-    Components,
     Example,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
-    Reference,
     RequestBody,
     Schema,
 )
@@ -64,8 +63,6 @@ SUCCESS_SCHEMA = Schema(
         "usage": _USAGE,
     },
 )
-COMPONENTS = Components(schemas={"Error": ERROR_SCHEMA, "ExecuteSuccess": SUCCESS_SCHEMA})
-ERROR_REF = Reference(ref="#/components/schemas/Error")
 
 _USAGE_EXAMPLE = {"wall_time_ms": 40.5, "cpu_time_ms": 18.5, "peak_memory_bytes": 4186112}
 _RAN = {"stdout": "", "stderr": "", "usage": _USAGE_EXAMPLE}
@@ -154,7 +151,7 @@ def error_response(description: str, codes: list[ErrorCode]) -> OpenAPIResponse:
         description=f"{description}: {', '.join(code.code for code in codes)}",
         content={
             JSON: OpenAPIMediaType(
-                schema=ERROR_REF,
+                schema=ERROR_SCHEMA,
                 examples={
                     code.code: Example(summary=code.code, value=example_body(code))
                     for code in codes
@@ -216,7 +213,7 @@ class ExecuteOperation(Operation):
             description="main() returned",
             content={
                 JSON: OpenAPIMediaType(
-                    schema=Reference(ref="#/components/schemas/ExecuteSuccess"),
+                    schema=SUCCESS_SCHEMA,
                     examples={
                         "ok": Example(
                             value={
