@@ -201,11 +201,32 @@ def process_table() -> Iterator[dict[str, Any]]:
             continue  # gone meanwhile
         yield {
             "pid": int(entry.name),
+            "ppid": int(fields["PPid"]),
+            "inner_pid": int(fields["NSpid"].split()[-1]),  # its pid in its own namespace
             "uid": int(fields["Uid"].split()[0]),
             "state": fields["State"].split()[0],
             "name": fields["Name"].strip(),
+            "warm": ZYGOTE_PROGRAM_MARK in cmdline,
             "cmdline": cmdline.decode(errors="replace")[:200],
         }
+
+
+ZYGOTE_PROGRAM_MARK = b"zygote_main()"
+
+
+def warm_standby(table: list[dict[str, Any]]) -> set[int]:
+    """The warm runners' own processes, which live on by design: each zygote, its keepers, and
+    the execution process each keeper holds ready (PID 1 of a fresh PID namespace, waiting for
+    its job). Nothing of a finished execution can pass for one: its namespace died with it,
+    and a script cannot make a new one (seccomp)."""
+    # The zygote program's own interpreters (nsjail's arguments carry the program too).
+    by_pid = {proc["pid"]: proc for proc in table if proc["warm"] and proc["name"] != "nsjail"}
+    zygotes = {pid for pid, proc in by_pid.items() if proc["ppid"] not in by_pid}
+    keepers = {pid for pid, proc in by_pid.items() if proc["ppid"] in zygotes}
+    ready = {
+        pid for pid, proc in by_pid.items() if proc["ppid"] in keepers and proc["inner_pid"] == 1
+    }
+    return zygotes | keepers | ready
 
 
 def server_python_pids(server: Server) -> list[int]:
@@ -1005,11 +1026,17 @@ def main():
 
 
 def leftovers(token_text: str, uids: range) -> list[dict[str, Any]]:
-    """Host processes carrying `token_text` or running as one of `uids`."""
+    """Host processes carrying `token_text` or running as one of `uids`, but for the warm
+    runners' standby processes."""
+    table = list(process_table())
+    standby = warm_standby(table)
     return [
         proc
-        for proc in process_table()
-        if token_text in proc["cmdline"] or token_text[:15] in proc["name"] or proc["uid"] in uids
+        for proc in table
+        if proc["pid"] not in standby
+        and (
+            token_text in proc["cmdline"] or token_text[:15] in proc["name"] or proc["uid"] in uids
+        )
     ]
 
 

@@ -442,16 +442,22 @@ class WarmSandbox:
             report = attrs.evolve(report, signal=os.WTERMSIG(wait_status))
         else:
             report = attrs.evolve(report, exit_code=os.WEXITSTATUS(wait_status))
-        # Without a cgroup, the peak is the RSS high-water mark less what the fork inherited.
+        # The RSS high-water mark less what the fork inherited: a lower bound of the peak
+        # (the script's main process only), and the whole answer where there is no cgroup.
         own_peak = max(0, max_rss - pending.resident_bytes)
         own_cpu = max(0.0, cpu_s - pending.setup_cpu_s)
         report = attrs.evolve(report, cpu_time_s=round(own_cpu, 4), peak_memory_bytes=own_peak)
         if scope is not None and baseline is not None:
+            # The scope's growth counts children and files in /tmp too, but it is measured
+            # against a baseline that other processes of the slot may shrink meanwhile (the
+            # previous execution's keeper still exiting): the larger lower bound wins.
             peak, oom = scope.end_execution(baseline)
-            report = attrs.evolve(report, peak_memory_bytes=peak, oom_killed=oom)
-        # The script is PID 1 of its namespace: nothing inside can SIGKILL it, so a SIGKILL we
-        # did not send and the OOM killer did not send is RLIMIT_CPU's.
-        if report.signal == signal.SIGKILL and not report.timed_out and not report.oom_killed:
+            report = attrs.evolve(report, peak_memory_bytes=max(peak, own_peak), oom_killed=oom)
+        # The script is PID 1 of its namespace: nothing inside can signal it, and the kernel's
+        # SIGXCPU is ignored by such a process, so RLIMIT_CPU ends it with the SIGKILL at the
+        # hard limit; blamed on the CPU limit only when the measured CPU time reached it.
+        cpu_killed = report.signal == signal.SIGKILL and cpu_s >= job.limits.cpu_time_s
+        if cpu_killed and not report.timed_out and not report.oom_killed:
             report = attrs.evolve(report, cpu_limit_hit=True)
         return report
 
