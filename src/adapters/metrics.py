@@ -126,6 +126,14 @@ class PrometheusMetrics:
             registry=self.registry,
         ).set_function(lambda: slots.capacity)
 
+    def track_warm_pool(self, ready: Callable[[], int]) -> None:
+        """A gauge of executions forked ahead and waiting (for a runner that keeps a pool)."""
+        Gauge(
+            "safe_exec_warm_pool_ready",
+            "Sandboxed processes started ahead of demand and ready to run a script.",
+            registry=self.registry,
+        ).set_function(ready)
+
     def observe_execution(self, outcome: Outcome, queued_s: float) -> None:
         runner = self._runner() or "none"
         code = outcome.code.code if isinstance(outcome, Failure) else "OK"

@@ -118,3 +118,12 @@ def test_two_instances_do_not_share_a_registry() -> None:
     first.observe_rejection("BUSY")
 
     assert value(second, "safe_exec_rejections_total", code="BUSY") == 0
+
+
+def test_a_warm_pool_size_can_be_tracked() -> None:
+    metrics = PrometheusMetrics()
+    pool = [1, 2]
+
+    metrics.track_warm_pool(lambda: len(pool))
+
+    assert value(metrics, "safe_exec_warm_pool_ready") == 2
