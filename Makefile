@@ -22,7 +22,7 @@ $(STAMP_VENV): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-$(STAMP_SITE): $(SANDBOX_REQUIREMENTS) $(STAMP_VENV)
+$(STAMP_SITE): $(SANDBOX_REQUIREMENTS) | $(STAMP_VENV)
 	rm -rf $(SANDBOX_SITE) && mkdir -p $(SANDBOX_SITE)
 	$(PY) -m pip install --quiet --disable-pip-version-check --target $(SANDBOX_SITE) -r $(SANDBOX_REQUIREMENTS)
 	chmod -R a+rX $(SANDBOX_SITE) && for d in $$(dirname $(SANDBOX_SITE)); do chmod a+rx $$d; done
