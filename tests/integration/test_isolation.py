@@ -215,18 +215,17 @@ ZYGOTE_PROGRAM_MARK = b"zygote_main()"
 
 
 def warm_standby(table: list[dict[str, Any]]) -> set[int]:
-    """The warm runners' own processes, which live on by design: each zygote, its keepers, and
-    the execution process each keeper holds ready (PID 1 of a fresh PID namespace, waiting for
-    its job). Nothing of a finished execution can pass for one: its namespace died with it,
-    and a script cannot make a new one (seccomp)."""
+    """The warm runners' own processes, which live on by design: each zygote and the execution
+    processes it holds ready (PID 1 of a fresh PID namespace, waiting for their job). Nothing
+    of a finished execution can pass for one: its namespace died with it, and a script cannot
+    make a new one (seccomp)."""
     # The zygote program's own interpreters (nsjail's arguments carry the program too).
     by_pid = {proc["pid"]: proc for proc in table if proc["warm"] and proc["name"] != "nsjail"}
     zygotes = {pid for pid, proc in by_pid.items() if proc["ppid"] not in by_pid}
-    keepers = {pid for pid, proc in by_pid.items() if proc["ppid"] in zygotes}
     ready = {
-        pid for pid, proc in by_pid.items() if proc["ppid"] in keepers and proc["inner_pid"] == 1
+        pid for pid, proc in by_pid.items() if proc["ppid"] in zygotes and proc["inner_pid"] == 1
     }
-    return zygotes | keepers | ready
+    return zygotes | ready
 
 
 def server_python_pids(server: Server) -> list[int]:

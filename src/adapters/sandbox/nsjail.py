@@ -13,7 +13,7 @@ from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import build_program
-from adapters.sandbox.warm import WarmSandbox, jail_config, slot_cpu
+from adapters.sandbox.warm import STANDBY, WarmSandbox, jail_config, slot_cpu
 from application.ports import SandboxJob
 from domain.limits import MIB, Limits
 from domain.report import SandboxReport
@@ -47,13 +47,13 @@ USE safe_exec DEFAULT ALLOW
 """
 
 
-# The warm zygote's own policy: what it never needs. It keeps unshare, mount and sethostname
+# The warm zygote's own policy: what it never needs. It keeps unshare, setns, mount and sethostname
 # to build each execution's jail; each execution then stacks the full filter of seccomp.py,
 # which refuses those too and every socket family but AF_UNIX.
 ZYGOTE_SECCOMP_POLICY = """
 POLICY safe_exec_zygote {
   ERRNO(1) {
-    ptrace, process_vm_readv, process_vm_writev, umount, pivot_root, chroot, setns,
+    ptrace, process_vm_readv, process_vm_writev, umount, pivot_root, chroot,
     kexec_load, kexec_file_load, init_module, finit_module, delete_module,
     bpf, perf_event_open, keyctl, add_key, request_key, userfaultfd, swapon, swapoff, reboot,
     acct, settimeofday, clock_settime, clock_adjtime, adjtimex, syslog, iopl, ioperm,
@@ -295,8 +295,8 @@ def warm_nsjail(
         slots=slots,
         site_dirs=sandbox.runtime.site_dirs,
         preload=preload,
-        # The slot's zygotes, keepers and idle forks share the jail's uid.
-        nproc_allowance=8,
+        # The slot's zygotes and their standby processes share the jail's uid.
+        nproc_allowance=(1 + STANDBY) * (2 if preload else 1),
         cgroups=sandbox.cgroups,
         unusable=None if program else "no seccomp syscall table for this architecture",
     )

@@ -23,7 +23,7 @@ from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, reap_orphans, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
-from adapters.sandbox.warm import WarmSandbox, jail_config, slot_cpu
+from adapters.sandbox.warm import STANDBY, WarmSandbox, jail_config, slot_cpu
 from application.ports import SandboxJob
 from domain.limits import Limits
 from domain.report import SandboxReport
@@ -350,7 +350,8 @@ def warm_rlimit(
         slots=slots,
         site_dirs=sandbox.runtime.site_dirs,
         preload=preload,
-        nproc_allowance=1,  # the slot's idle fork of the other zygote kind has the same uid
+        # The slot's standby processes run as the slot's uid too (its zygotes are root).
+        nproc_allowance=STANDBY * (2 if preload else 1),
         cgroups=sandbox.cgroups,
         unusable=unusable,
     )

@@ -23,7 +23,9 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -47,6 +49,10 @@ from domain.report import SandboxReport
 EXECUTION_NAMESPACES = 0x00020000 | 0x04000000 | 0x08000000 | 0x20000000 | 0x40000000
 PLAIN = "plain"
 DATA = "data"
+# Execution processes each zygote keeps confined and waiting. Two, because preparing one
+# (~6 ms of CPU) takes longer than a trivial execution: with one, back-to-back requests
+# would wait for it; the second is prepared while the first serves.
+STANDBY = 2
 START_TIMEOUT_S = 60.0  # importing pandas on a loaded 2-core machine can take seconds
 READY_TIMEOUT_S = 10.0
 STATUS_CAP = 4096
@@ -221,7 +227,7 @@ class Slot:
         self.scope = scope
         self.lock = threading.Lock()
         self.zygotes: dict[str, Zygote] = {}
-        self.pending: dict[str, Pending] = {}
+        self.pending: dict[str, deque[Pending]] = {}
 
 
 @attrs.define(kw_only=True)
@@ -243,8 +249,12 @@ class WarmSandbox:
     nproc_allowance: int = 0
     cgroups: CgroupParent | None = None
     unusable: str | None = None  # why this runner cannot work on this host, if it cannot
+    standby: int = STANDBY
     _slots: dict[int, Slot] = attrs.field(factory=dict, init=False)
     _slots_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _forker: ThreadPoolExecutor = attrs.field(
+        factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="warm-fork"), init=False
+    )
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -275,11 +285,13 @@ class WarmSandbox:
 
     def close(self) -> None:
         """Stop every zygote; in-flight executions die with them. Idempotent."""
+        self._forker.shutdown(wait=True, cancel_futures=True)
         with self._slots_lock:
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
-            for pending in slot.pending.values():
-                pending.close()
+            for standby in slot.pending.values():
+                for pending in standby:
+                    pending.close()
             for zygote in slot.zygotes.values():
                 zygote.stop()
             if slot.scope is not None:
@@ -303,7 +315,8 @@ class WarmSandbox:
                 return self._execute(pending, pid, job, slot.scope)
             finally:
                 pending.close()
-                self._fork_ahead(slot, kind)
+                # Forking the next one is off the answer's path: it runs once we return.
+                self._forker.submit(self._fork_ahead, slot, kind)
 
     def _slot(self, index: int) -> Slot:
         with self._slots_lock:
@@ -330,8 +343,7 @@ class WarmSandbox:
             return zygote
         if zygote is not None:  # died (killed, crashed, OOM): replace it and its fork
             zygote.stop()
-            stale = slot.pending.pop(kind, None)
-            if stale is not None:
+            for stale in slot.pending.pop(kind, ()):
                 stale.close()
         config = {
             **self.jail(slot.index),
@@ -342,14 +354,15 @@ class WarmSandbox:
         zygote = slot.zygotes[kind] = Zygote(
             kind, lambda fd: self.launch(slot.index, fd), config, slot.scope
         )
-        slot.pending[kind] = zygote.fork()
+        slot.pending[kind] = deque(zygote.fork() for _ in range(self.standby))
         return zygote
 
     def _claim(self, slot: Slot, kind: str) -> tuple[Pending, int]:
         """The slot's ready execution process of `kind`; a dead zygote is replaced once."""
         for attempt in range(2):
             self._ready_zygote(slot, kind)
-            pending = slot.pending.pop(kind, None) or slot.zygotes[kind].fork()
+            standby = slot.pending.setdefault(kind, deque())
+            pending = standby.popleft() if standby else slot.zygotes[kind].fork()
             try:
                 return pending, pending.wait_ready(READY_TIMEOUT_S)
             except ZygoteFailed:
@@ -359,11 +372,14 @@ class WarmSandbox:
         raise AssertionError("unreachable")
 
     def _fork_ahead(self, slot: Slot, kind: str) -> None:
-        zygote = slot.zygotes.get(kind)
-        if zygote is None or not zygote.alive():
-            return  # replaced when next needed
-        with contextlib.suppress(ZygoteFailed):
-            slot.pending[kind] = zygote.fork()
+        with slot.lock:
+            zygote = slot.zygotes.get(kind)
+            if zygote is None or not zygote.alive():
+                return  # replaced when next needed
+            standby = slot.pending.setdefault(kind, deque())
+            with contextlib.suppress(ZygoteFailed):
+                while len(standby) < self.standby:
+                    standby.append(zygote.fork())
 
     def _job_bytes(self, job: SandboxJob, token: bytes) -> bytes:
         limits = job.limits

@@ -2,13 +2,12 @@
 # comes first, so `execute`, `_read_all` and `HIGH_FD` are the harness's). It runs inside the
 # sandbox (in a long-lived nsjail, or as a root process exec'ed with an empty environment by the
 # rlimit runner), loads the harness and the preloaded libraries once, and never runs a script
-# itself. For each execution it forks, ahead of demand:
-#
-#   zygote ──fork──> keeper: unshare(PID, mount, IPC, UTS, network), then wait4() the execution
-#                        └──fork──> execution: PID 1 of its namespace; fresh /proc, /tmp and
-#                                   /dev/shm, limits, uid or capability drop, no_new_privs,
-#                                   seccomp; "ready" on the status socket; then it waits for its
-#                                   job and runs the script in this already-warm interpreter.
+# itself. For each execution it forks, ahead of demand, a child born as PID 1 of a fresh PID
+# namespace (unshare(CLONE_NEWPID) just before the fork, setns back just after), which
+# enters fresh mount, IPC, UTS and network namespaces, mounts its own /proc, /tmp and
+# /dev/shm, sets limits, drops to the slot's uid or drops every capability, sets
+# no_new_privs and seccomp, says "ready", then waits for its job and runs the script in this
+# already-warm interpreter. The zygote waits for each such child and reports how it ended.
 #
 # Protocol with the service, on a SOCK_SEQPACKET control socket (argv[1]):
 #   zygote -> "hello"; service -> the configuration as JSON; zygote -> "ready" | "error <why>";
@@ -16,13 +15,15 @@
 # The status socket (SOCK_SEQPACKET, SO_PASSCRED at the service's end, so the kernel tells the
 # service each sender's pid in its own PID namespace) carries "ready <rss> <cpu s>" from the
 # execution (what it inherited and what confining itself cost, both excluded from its usage),
-# then "exit <wait status> <utime> <stime> <maxrss KiB>" from the keeper, or "error <why>".
+# then "exit <wait status> <utime> <stime> <maxrss KiB>" from the zygote, or "error <why>".
 # The job pipe carries one JSON line of limits, the token line, then the script.
 import array
 import ctypes
+import gc
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -54,6 +55,7 @@ AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 1
 FORK_FDS = 5
+CLONE_NEWPID = 0x20000000
 REHEARSAL = "def main():\n    return {'ok': [1, 2.5, 'x', None, True]}\n"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -108,6 +110,7 @@ class Jail:
 
     def enter(self) -> None:
         """Build this execution's view of the system (runs as PID 1 of a fresh namespace)."""
+        _check(_libc.unshare(self.namespaces & ~CLONE_NEWPID), "unshare")
         _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
         if self.read_only_tree:
             _make_read_only()
@@ -125,9 +128,6 @@ class Jail:
             handle.write("1000")  # the zygotes are exempt: the OOM killer takes the execution
 
     def drop_privileges(self) -> None:
-        for cap in range(64):  # the bounding set: no later exec can regain a capability
-            if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                break
         _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         if self.uid is not None:
             os.setgroups([])
@@ -150,6 +150,14 @@ class Jail:
             _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0),
             "seccomp",
         )
+
+
+def _drop_bounding_set() -> None:
+    """Empty the capability bounding set (it limits what an exec could grant; the zygote's own
+    capabilities stay until each execution drops them)."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break  # EINVAL: past the last capability this kernel knows
 
 
 def _make_read_only() -> None:
@@ -256,40 +264,32 @@ def _execution(jail: Jail, fds: list[int]) -> NoReturn:
     execute(rest, channel, int(limits["result_cap"]))
 
 
-def _keeper(jail: Jail, zygote: int, fds: list[int]) -> NoReturn:
-    """Between zygote and execution: owns the new namespaces and reports how it ended."""
-    status = fds[4]
+def _fork_execution(jail: Jail, own_pid_ns: int, fds: list[int]) -> int | None:
+    """Fork the next execution as PID 1 of a fresh PID namespace; its pid, or None."""
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # wait4() needs its child's status
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-        if os.getppid() != zygote:
-            os._exit(1)  # the zygote died before the death signal was armed
-        _check(_libc.unshare(jail.namespaces), "unshare")
-        child = os.fork()
-    except BaseException as error:
-        os.write(status, f"error {type(error).__name__}: {error}".encode())
-        os._exit(1)
-    if child == 0:
-        _execution(jail, fds)
-    for fd in fds[:4]:
-        os.close(fd)
-    _pid, wait_status, usage = os.wait4(child, 0)
-    os.write(
-        status, f"exit {wait_status} {usage.ru_utime} {usage.ru_stime} {usage.ru_maxrss}".encode()
-    )
-    os.close(status)  # the service's answer need not wait for this process to exit
-    os._exit(0)
-
-
-def _fork_keeper(control: socket.socket, jail: Jail, zygote: int, fds: list[int]) -> None:
-    try:
+        _check(_libc.unshare(CLONE_NEWPID), "unshare")  # applies to the next child only
         pid = os.fork()
     except OSError as error:  # e.g. the slot's process limit: that execution fails, we stay
-        os.write(fds[4], f"error fork: {error}".encode())
-        return
+        pid = None
+        os.write(fds[4], f"error {type(error).__name__}: {error}".encode())
     if pid == 0:
-        control.close()
-        _keeper(jail, zygote, fds)
+        _execution(jail, fds)
+    # Back to our own namespace for children: a later execution must never be born into this
+    # one's. If that cannot be guaranteed, this zygote must not fork again.
+    if _libc.setns(own_pid_ns, CLONE_NEWPID) != 0:
+        os._exit(3)
+    return pid
+
+
+def _report_exit(pid: int, status: int) -> None:
+    """Tell the service how an execution ended (what only its parent can know)."""
+    _pid, wait_status, usage = os.wait4(pid, 0)
+    message = f"exit {wait_status} {usage.ru_utime} {usage.ru_stime} {usage.ru_maxrss}"
+    try:  # noqa: SIM105  (no contextlib: the zygote imports only what it must)
+        os.write(status, message.encode())
+    except OSError:
+        pass  # the service gave up on it (shutdown)
+    os.close(status)
 
 
 def zygote_main() -> None:
@@ -311,17 +311,33 @@ def zygote_main() -> None:
         if threads != 1:
             raise RuntimeError(f"{threads} threads after preloading; forking would be unsafe")
         jail = Jail(config)
+        _drop_bounding_set()  # once for all: no execution can ever exec its way to a capability
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        # Keep the collector off the zygote's objects: each execution would otherwise copy
+        # every page it traverses (copy-on-write) and pay for that again when it exits.
+        gc.freeze()
     except BaseException as error:
         _send(control, f"error {type(error).__name__}: {error}".encode())
         os._exit(1)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished keepers are reaped by the kernel
-    zygote = os.getpid()
     _send(control, b"ready")
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    running: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd) of each execution
     while True:
-        message, fds = _receive(control)
-        if not message:
-            os._exit(0)  # the service closed its end: it is gone or replacing us
-        if message == b"fork" and len(fds) == FORK_FDS:
-            _fork_keeper(control, jail, zygote, fds)
-        for fd in fds:
-            os.close(fd)
+        for fd, _event in poller.poll():
+            if fd in running:
+                poller.unregister(fd)
+                os.close(fd)
+                _report_exit(*running.pop(fd))
+                continue
+            message, fds = _receive(control)
+            if not message:
+                os._exit(0)  # the service closed its end: it is gone or replacing us
+            if message == b"fork" and len(fds) == FORK_FDS:
+                pid = _fork_execution(jail, own_pid_ns, fds)
+                if pid is not None:
+                    pidfd = os.pidfd_open(pid)
+                    poller.register(pidfd, select.POLLIN)
+                    running[pidfd] = (pid, os.dup(fds[4]))
+            for received in fds:
+                os.close(received)
