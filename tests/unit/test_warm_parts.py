@@ -98,10 +98,10 @@ def test_the_jail_configuration_carries_every_layer() -> None:
     )
 
     assert config["namespaces"] == EXECUTION_NAMESPACES
-    # mount, UTS, IPC, PID and network: every per-execution namespace, and no user namespace
-    for flag in (0x00020000, 0x04000000, 0x08000000, 0x20000000, 0x40000000):
-        assert config["namespaces"] & flag
-    assert not config["namespaces"] & 0x10000000  # CLONE_NEWUSER
+    # mount, IPC and PID per execution; network and UTS per zygote; never a user namespace
+    assert config["namespaces"] == 0x00020000 | 0x08000000 | 0x20000000
+    assert config["zygote_namespaces"] == 0x40000000 | 0x04000000
+    assert not (config["namespaces"] | config["zygote_namespaces"]) & 0x10000000
     assert bytes.fromhex(config["seccomp"]) == program
     assert config["tmp_size"] == 8 * MIB
     assert (config["uid"], config["hide"], config["cpu"]) == (900123, ["/srv/app"], 1)

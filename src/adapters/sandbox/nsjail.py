@@ -290,6 +290,7 @@ def warm_nsjail(
             seccomp=program or b"",
             scratch=("/tmp", "/dev/shm"),
             cpu=slot_cpu(slot),
+            zygote_namespaces=0,  # each zygote's nsjail has its own network and UTS already
         ),
         limits=limits,
         slots=slots,

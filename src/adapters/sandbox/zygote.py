@@ -4,7 +4,7 @@
 # rlimit runner), loads the harness and the preloaded libraries once, and never runs a script
 # itself. For each execution it forks, ahead of demand, a child born as PID 1 of a fresh PID
 # namespace (unshare(CLONE_NEWPID) just before the fork, setns back just after), which
-# enters fresh mount, IPC, UTS and network namespaces, mounts its own /proc, /tmp and
+# enters fresh mount and IPC namespaces, mounts its own /proc, /tmp and
 # /dev/shm, sets limits, drops to the slot's uid or drops every capability, sets
 # no_new_privs and seccomp, says "ready", then waits for its job and runs the script in this
 # already-warm interpreter. The zygote waits for each such child and reports how it ended.
@@ -98,6 +98,7 @@ class Jail:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.namespaces = int(config["namespaces"])
+        self.zygote_namespaces = int(config["zygote_namespaces"])
         self.uid = config["uid"]  # None: stay the jail's uid and drop capabilities instead
         self.read_only_tree = bool(config["read_only_tree"])
         self.hide = [path.encode() for path in config["hide"]]
@@ -123,9 +124,15 @@ class Jail:
         for path in self.scratch:
             flags = MS_NOSUID | MS_NODEV
             _check(_libc.mount(b"tmpfs", path, b"tmpfs", flags, self.tmpfs_options), "tmpfs")
-        _check(_libc.sethostname(b"sandbox", 7), "sethostname")
         with open("/proc/self/oom_score_adj", "w") as handle:
             handle.write("1000")  # the zygotes are exempt: the OOM killer takes the execution
+
+    def isolate_zygote(self) -> None:
+        """Namespaces the zygote's executions share, one at a time (see warm.py): network and
+        UTS, where nsjail has not made them already."""
+        if self.zygote_namespaces:
+            _check(_libc.unshare(self.zygote_namespaces), "unshare")
+            _check(_libc.sethostname(b"sandbox", 7), "sethostname")
 
     def drop_privileges(self) -> None:
         _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
@@ -311,6 +318,8 @@ def zygote_main() -> None:
         if threads != 1:
             raise RuntimeError(f"{threads} threads after preloading; forking would be unsafe")
         jail = Jail(config)
+        jail.isolate_zygote()
+        _rehearse()  # lazily built interpreter state is built here once, not in every fork
         _drop_bounding_set()  # once for all: no execution can ever exec its way to a capability
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         # Keep the collector off the zygote's objects: each execution would otherwise copy
