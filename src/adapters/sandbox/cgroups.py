@@ -66,6 +66,23 @@ def _subtree(directory: Path) -> list[Path]:
     return [*found, directory]
 
 
+def _read(path: Path) -> str:
+    """A cgroup file's content, with no more system calls than needed (a hot path)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def _pids_in(directory: Path) -> list[int]:
     pids: list[int] = []
     for group in _subtree(directory):
@@ -90,6 +107,7 @@ class CgroupScope:
         self.mounts = mounts
         self.memory_bytes = memory_bytes
         self.max_pids = max_pids
+        self._memory_limit_files: list[Path] | None = None
 
     def create(self) -> None:
         for directory in self.dirs.values():
@@ -115,7 +133,7 @@ class CgroupScope:
         return self._oom_kills() > 0
 
     def _oom_kills(self) -> int:
-        text = (self.dirs["memory"] / "memory.oom_control").read_text()
+        text = _read(self.dirs["memory"] / "memory.oom_control")
         counts = dict(line.split() for line in text.splitlines() if line)
         return int(counts.get("oom_kill", "0"))
 
@@ -129,31 +147,32 @@ class CgroupScope:
         their idle forks) is the baseline, and the execution may add `memory_bytes` and
         `max_pids` processes (itself included) to it."""
         memory = self.dirs["memory"]
-        usage = int((memory / "memory.usage_in_bytes").read_text())
+        usage = int(_read(memory / "memory.usage_in_bytes"))
         self._set_memory_limit(usage + memory_bytes)
-        (memory / "memory.max_usage_in_bytes").write_text("0")  # v1: reset to current usage
+        _write(memory / "memory.max_usage_in_bytes", "0")  # v1: reset to current usage
         pids = self.dirs["pids"]
-        current = int((pids / "pids.current").read_text())
-        (pids / "pids.max").write_text(str(current + max_pids - 1))
+        current = int(_read(pids / "pids.current"))
+        _write(pids / "pids.max", str(current + max_pids - 1))
         return ExecutionBaseline(usage_bytes=usage, oom_kills=self._oom_kills())
 
     def end_execution(self, baseline: ExecutionBaseline) -> tuple[int, bool]:
         """(peak memory the execution added, whether the OOM killer acted since `begin`)."""
-        peak = int((self.dirs["memory"] / "memory.max_usage_in_bytes").read_text())
+        peak = int(_read(self.dirs["memory"] / "memory.max_usage_in_bytes"))
         return max(0, peak - baseline.usage_bytes), self._oom_kills() > baseline.oom_kills
 
     def _set_memory_limit(self, value: int) -> None:
         # memsw (where swap accounting exists) must stay >= the limit at every step, so the
         # order of the two writes depends on the direction of the change.
-        memory = self.dirs["memory"]
-        files = [memory / "memory.limit_in_bytes", memory / "memory.memsw.limit_in_bytes"]
-        files = [f for f in files if f.exists()]
+        if self._memory_limit_files is None:
+            memory = self.dirs["memory"]
+            files = [memory / "memory.limit_in_bytes", memory / "memory.memsw.limit_in_bytes"]
+            self._memory_limit_files = [f for f in files if f.exists()]
         try:
-            for file in files:
-                file.write_text(str(value))
+            for file in self._memory_limit_files:
+                _write(file, str(value))
         except OSError:
-            for file in reversed(files):
-                file.write_text(str(value))
+            for file in reversed(self._memory_limit_files):
+                _write(file, str(value))
 
     def peak_memory(self) -> int:
         return int((self.dirs["memory"] / "memory.max_usage_in_bytes").read_text())

@@ -147,6 +147,7 @@ class Pending:
     pid: int | None = None  # known once it said "ready"
     resident_bytes: int = 0  # what it inherited from the zygote, said with "ready"
     setup_cpu_s: float = 0.0  # what confining itself cost, said with "ready"
+    namespaces: list[int] = attrs.field(factory=list)  # held open: see hold_namespaces
 
     def wait_ready(self, timeout_s: float) -> int:
         """The execution's pid once it is confined and waiting for its job."""
@@ -160,6 +161,18 @@ class Pending:
                 _ready, resident, setup_cpu = message.split()[:3]
                 self.resident_bytes, self.setup_cpu_s = int(resident), float(setup_cpu)
         return self.pid
+
+    def hold_namespaces(self) -> None:
+        """Keep the execution's mount and IPC namespaces alive past its exit: tearing a mount
+        namespace down waits for an RCU grace period, which would otherwise sit between the
+        script's end and its exit status. They are released after the answer (`release`)."""
+        for kind in ("mnt", "ipc"):
+            with contextlib.suppress(OSError):
+                self.namespaces.append(os.open(f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY))
+
+    def release(self) -> None:
+        _close_all(self.namespaces)
+        self.namespaces.clear()
 
     def close(self) -> None:
         _close_all((self.job_w, self.stdout_r, self.stderr_r, self.channel_r))
@@ -325,11 +338,14 @@ class WarmSandbox:
                 pending, pid = self._claim(slot, kind)
             except (ZygoteFailed, OSError) as error:
                 return SandboxReport(sandbox_error=f"the warm sandbox could not start: {error}")
+            pending.hold_namespaces()
             try:
                 return self._execute(pending, pid, job, slot.scope)
             finally:
                 pending.close()
-                # Forking the next one is off the answer's path: it runs once we return.
+                # Forking the next one and tearing this one's namespaces down are off the
+                # answer's path: they run once we return.
+                self._forker.submit(pending.release)
                 self._forker.submit(self._fork_ahead, slot, kind)
 
     def _slot(self, index: int) -> Slot:

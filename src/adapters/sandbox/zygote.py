@@ -55,6 +55,8 @@ AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 1
 FORK_FDS = 5
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
 REHEARSAL = "def main():\n    return {'ok': [1, 2.5, 'x', None, True]}\n"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -109,15 +111,31 @@ class Jail:
         self._filter = ctypes.create_string_buffer(program, len(program))
         self._prog = _SockFprog(len(program) // 8, ctypes.addressof(self._filter))
 
+    def isolate_zygote(self) -> None:
+        """What the zygote's executions share, one at a time (see warm.py), set up once: its
+        own network and UTS namespaces where nsjail has not made them already, and a mount
+        namespace with the host tree read-only and the service's directories hidden, which
+        each execution then copies."""
+        flags = self.zygote_namespaces
+        if self.read_only_tree or self.hide:
+            flags |= CLONE_NEWNS
+        if flags:
+            _check(_libc.unshare(flags), "unshare")
+        if flags & CLONE_NEWNS:
+            _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private")
+            if self.read_only_tree:
+                _make_read_only()
+            for path in self.hide:
+                mode = MS_RDONLY | MS_NOSUID | MS_NODEV
+                _check(_libc.mount(b"tmpfs", path, b"tmpfs", mode, b"size=4096,mode=0555"), "hide")
+        if flags & CLONE_NEWUTS:
+            _check(_libc.sethostname(b"sandbox", 7), "sethostname")
+
     def enter(self) -> None:
         """Build this execution's view of the system (runs as PID 1 of a fresh namespace)."""
         _check(_libc.unshare(self.namespaces & ~CLONE_NEWPID), "unshare")
+        # Nothing mounted below may propagate back to the zygote's namespace.
         _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
-        if self.read_only_tree:
-            _make_read_only()
-        for path in self.hide:
-            flags = MS_RDONLY | MS_NOSUID | MS_NODEV
-            _check(_libc.mount(b"tmpfs", path, b"tmpfs", flags, b"size=4096,mode=0555"), "hide")
         # A /proc of this PID namespace: the execution sees its own processes and no others.
         flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
         _check(_libc.mount(b"proc", b"/proc", b"proc", flags, self.proc_options), "mount /proc")
@@ -126,13 +144,6 @@ class Jail:
             _check(_libc.mount(b"tmpfs", path, b"tmpfs", flags, self.tmpfs_options), "tmpfs")
         with open("/proc/self/oom_score_adj", "w") as handle:
             handle.write("1000")  # the zygotes are exempt: the OOM killer takes the execution
-
-    def isolate_zygote(self) -> None:
-        """Namespaces the zygote's executions share, one at a time (see warm.py): network and
-        UTS, where nsjail has not made them already."""
-        if self.zygote_namespaces:
-            _check(_libc.unshare(self.zygote_namespaces), "unshare")
-            _check(_libc.sethostname(b"sandbox", 7), "sethostname")
 
     def drop_privileges(self) -> None:
         _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
