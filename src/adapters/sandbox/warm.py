@@ -68,6 +68,7 @@ START_TIMEOUT_S = 60.0  # importing pandas on a loaded 2-core machine can take s
 READY_TIMEOUT_S = 10.0
 STATUS_CAP = 4096
 UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+PF_EXITING = 0x4  # /proc/<pid>/stat flags: the process is on its way out
 
 
 class ZygoteFailed(RuntimeError):
@@ -145,6 +146,7 @@ class Pending:
     channel_r: int
     status: socket.socket
     pid: int | None = None  # known once it said "ready"
+    pidfd: int = -1  # refers to that process from then on (no pid reuse can fool us)
     resident_bytes: int = 0  # what it inherited from the zygote, said with "ready"
     setup_cpu_s: float = 0.0  # what confining itself cost, said with "ready"
     namespaces: list[int] = attrs.field(factory=list)  # held open: see hold_namespaces
@@ -156,10 +158,18 @@ class Pending:
             if not message.startswith(b"ready") or pid is None:
                 why = message.decode(errors="replace") or "its zygote died"
                 raise ZygoteFailed(f"the execution process did not start: {why}")
+            try:
+                self.pidfd = os.pidfd_open(pid)
+            except OSError as error:
+                raise ZygoteFailed(f"the execution process is gone: {error}") from error
             self.pid = pid
             with contextlib.suppress(ValueError, IndexError):
                 _ready, resident, setup_cpu = message.split()[:3]
                 self.resident_bytes, self.setup_cpu_s = int(resident), float(setup_cpu)
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        if poller.poll(0):  # readable: it has exited (its zygote died, or it was killed)
+            raise ZygoteFailed("the execution process is gone")
         return self.pid
 
     def hold_namespaces(self) -> None:
@@ -175,7 +185,7 @@ class Pending:
         self.namespaces.clear()
 
     def close(self) -> None:
-        _close_all((self.job_w, self.stdout_r, self.stderr_r, self.channel_r))
+        _close_all((self.job_w, self.stdout_r, self.stderr_r, self.channel_r, self.pidfd))
         self.status.close()
 
 
@@ -220,7 +230,19 @@ class Zygote:
             raise ZygoteFailed(f"the {self.kind} zygote failed to warm up: {why}")
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Whether the zygote still serves. A killed zygote takes milliseconds to finish
+        dying (unmapping a pandas-sized heap) before its socket hangs up or its nsjail exits,
+        and an execution handed to it meanwhile would be lost: the kernel's view of the
+        process (gone, a zombie, or exiting) answers at once."""
+        if self.process.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return False  # gone (and reaped)
+        state, flags = fields[0], int(fields[6])
+        return state not in (b"Z", b"X", b"x") and not flags & PF_EXITING
 
     def fork(self) -> Pending:
         """Ask for the next execution process; it confines itself while we do other work."""
@@ -335,12 +357,12 @@ class WarmSandbox:
         kind = self.kind_for(job.script.source)
         with slot.lock:
             try:
-                pending, pid = self._claim(slot, kind)
+                pending = self._claim(slot, kind)
             except (ZygoteFailed, OSError) as error:
                 return SandboxReport(sandbox_error=f"the warm sandbox could not start: {error}")
             pending.hold_namespaces()
             try:
-                return self._execute(pending, pid, job, slot.scope)
+                return self._execute(pending, job, slot.scope)
             finally:
                 pending.close()
                 # Forking the next one and tearing this one's namespaces down are off the
@@ -387,17 +409,19 @@ class WarmSandbox:
         slot.pending[kind] = deque(zygote.fork() for _ in range(self.standby))
         return zygote
 
-    def _claim(self, slot: Slot, kind: str) -> tuple[Pending, int]:
-        """The slot's ready execution process of `kind`; a dead zygote is replaced once."""
+    def _claim(self, slot: Slot, kind: str) -> Pending:
+        """The slot's ready execution process of `kind`. One that is gone (its zygote died,
+        and is replaced here) costs a second try, never the execution."""
         for attempt in range(2):
-            self._ready_zygote(slot, kind)
+            zygote = self._ready_zygote(slot, kind)
             standby = slot.pending.setdefault(kind, deque())
-            pending = standby.popleft() if standby else slot.zygotes[kind].fork()
+            pending = standby.popleft() if standby else zygote.fork()
             try:
-                return pending, pending.wait_ready(READY_TIMEOUT_S)
+                pending.wait_ready(READY_TIMEOUT_S)
+                return pending
             except ZygoteFailed:
                 pending.close()
-                if attempt == 1 or slot.zygotes[kind].alive():
+                if attempt == 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -428,7 +452,7 @@ class WarmSandbox:
         )
 
     def _execute(
-        self, pending: Pending, pid: int, job: SandboxJob, scope: CgroupScope | None
+        self, pending: Pending, job: SandboxJob, scope: CgroupScope | None
     ) -> SandboxReport:
         limits = job.limits
         token = secrets.token_hex(16).encode()
@@ -439,32 +463,25 @@ class WarmSandbox:
         )
         started = time.monotonic()
         try:
-            pidfd = os.pidfd_open(pid)
-        except OSError as error:
-            return SandboxReport(sandbox_error=f"the execution process is gone: {error}")
-        try:
-            try:
-                _write_all(pending.job_w, self._job_bytes(job, token))
-            except OSError:
-                pass  # it died; the pump and the status tell how
-            finally:
-                os.close(pending.job_w)
-                pending.job_w = -1
-            buffers = {
-                pending.stdout_r: CappedBuffer(limits.stdout_cap_bytes),
-                pending.stderr_r: CappedBuffer(limits.stderr_cap_bytes),
-                pending.channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
-                pending.status.fileno(): CappedBuffer(STATUS_CAP),
-            }
-
-            def kill() -> None:
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # PID 1: its namespace dies
-
-            timed_out = pump(pidfd, buffers, started + limits.wall_time_s, kill)
-            kill()
+            _write_all(pending.job_w, self._job_bytes(job, token))
+        except OSError:
+            pass  # it died; the pump and the status tell how
         finally:
-            os.close(pidfd)
+            os.close(pending.job_w)
+            pending.job_w = -1
+        buffers = {
+            pending.stdout_r: CappedBuffer(limits.stdout_cap_bytes),
+            pending.stderr_r: CappedBuffer(limits.stderr_cap_bytes),
+            pending.channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
+            pending.status.fileno(): CappedBuffer(STATUS_CAP),
+        }
+
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pending.pidfd, signal.SIGKILL)  # PID 1: all of it dies
+
+        timed_out = pump(pending.pidfd, buffers, started + limits.wall_time_s, kill)
+        kill()
         wall = time.monotonic() - started
         stdout, stderr, channel, status = buffers.values()
         report = SandboxReport(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # at run time these come from harness.py, which precedes this
     from adapters.sandbox.harness import HIGH_FD, SCRIPT_FILENAME, _dumps, _read_all, execute
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
@@ -134,6 +135,10 @@ class Jail:
     def enter(self) -> None:
         """Build this execution's view of the system (runs as PID 1 of a fresh namespace)."""
         _check(_libc.unshare(self.namespaces & ~CLONE_NEWPID), "unshare")
+        # A session and process group of its own: kill(0, sig) - and getppid() is 0 here, so
+        # "signal my parent" is that - must reach this execution only, never the zygote or
+        # its standby processes, which share the zygote's group and (nsjail) uid.
+        os.setsid()
         # Nothing mounted below may propagate back to the zygote's namespace.
         _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
         # A /proc of this PID namespace: the execution sees its own processes and no others.
@@ -151,6 +156,9 @@ class Jail:
             os.setgroups([])
             os.setgid(self.uid)
             os.setuid(self.uid)  # root -> unprivileged clears every capability
+            # The uid change made it non-dumpable, which (no exec follows) would hide the
+            # script's own processes from it under hidepid=2 and from each other's /proc.
+            _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
         else:
             header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
             data = (_CapData * 2)()
