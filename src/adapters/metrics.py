@@ -25,7 +25,23 @@ from domain.outcome import ErrorCode, Failure, Outcome
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # The `_created` companion series double every counter and histogram for little use.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-EXECUTION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Warm executions of small scripts take a few milliseconds: the low buckets tell them apart.
+EXECUTION_BUCKETS = (
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REJECTION_CODES = (
     ErrorCode.BUSY,

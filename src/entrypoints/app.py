@@ -64,6 +64,11 @@ def create_app(container: Container | None = None) -> Litestar:
             return False, {**details, "reason": "no working sandbox (see the service log)"}
         return True, details
 
+    def standby_count() -> int:
+        count = getattr(active.get(), "standby_count", None)  # only warm runners keep a pool
+        return int(count()) if callable(count) else 0
+
+    container.metrics().track_warm_pool(standby_count)
     return build_app(
         execute=container.execute(),
         health=health,

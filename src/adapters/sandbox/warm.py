@@ -347,6 +347,12 @@ class WarmSandbox:
                 slot.scope.kill_all()
                 slot.scope.remove()
 
+    def standby_count(self) -> int:
+        """Execution processes forked ahead and waiting, over every slot (for /metrics)."""
+        with self._slots_lock:
+            slots = list(self._slots.values())
+        return sum(len(standby) for slot in slots for standby in list(slot.pending.values()))
+
     def kind_for(self, source: str) -> str:
         return DATA if self.preload and needs_preloaded(source, self.preload) else PLAIN
 
