@@ -13,7 +13,14 @@ from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import build_program
-from adapters.sandbox.warm import STANDBY, WarmSandbox, jail_config, slot_cpu
+from adapters.sandbox.warm import (
+    EXECUTION_NAMESPACES,
+    STANDBY,
+    ZYGOTE_NAMESPACES,
+    WarmSandbox,
+    jail_config,
+    slot_cpu,
+)
 from application.ports import SandboxJob
 from domain.limits import MIB, Limits
 from domain.report import SandboxReport
@@ -290,7 +297,10 @@ def warm_nsjail(
             seccomp=program or b"",
             scratch=("/tmp", "/dev/shm"),
             cpu=slot_cpu(slot),
-            zygote_namespaces=0,  # each zygote's nsjail has its own network and UTS already
+            # Inside a user namespace a network namespace costs nothing measurable here, so
+            # every execution gets its own (rlimit-warm shares its zygote's: see warm.py).
+            namespaces=EXECUTION_NAMESPACES | ZYGOTE_NAMESPACES,
+            zygote_namespaces=0,
         ),
         limits=limits,
         slots=slots,

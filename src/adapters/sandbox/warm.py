@@ -52,11 +52,12 @@ CLONE_NEWNET = 0x40000000
 # Every execution gets fresh ones of these: its files (/tmp, /dev/shm), processes (/proc) and
 # System V IPC objects, which outlive their processes, never carry over.
 EXECUTION_NAMESPACES = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID
-# Each zygote has its own of these, shared by its executions one at a time. An execution can
-# leave nothing in them: with no capability it cannot configure the network or the hostname,
-# seccomp allows only AF_UNIX sockets, and its abstract unix sockets close when its processes
-# die with their PID namespace. A fresh network namespace per execution would cost ~1 ms of
-# CPU to create and more in the kernel's asynchronous teardown (docs/performance.md).
+# rlimit-warm gives each zygote its own of these, shared by its executions one at a time. An
+# execution can leave nothing in them: with no capability it cannot configure the network or
+# the hostname, seccomp allows only AF_UNIX sockets, and its abstract unix sockets close when
+# its processes die with their PID namespace. In the host's user namespace a fresh network
+# namespace per execution costs ~1.8 ms of CPU (docs/performance.md); nsjail-warm, where it
+# costs nothing measurable, gives every execution its own.
 ZYGOTE_NAMESPACES = CLONE_NEWNET | CLONE_NEWUTS
 PLAIN = "plain"
 DATA = "data"
@@ -85,13 +86,14 @@ def jail_config(
     hide: Sequence[str] = (),
     proc_options: str = "",
     cpu: int | None = None,
+    namespaces: int = EXECUTION_NAMESPACES,
     zygote_namespaces: int = ZYGOTE_NAMESPACES,
 ) -> dict[str, Any]:
     """The zygote's configuration for confining each execution (zygote.py's `Jail`): with
     `uid` it drops to that uid (a root zygote), without it it drops every capability. The
     zygote enters `zygote_namespaces` itself (0 where nsjail made them already)."""
     return {
-        "namespaces": EXECUTION_NAMESPACES,
+        "namespaces": namespaces,
         "zygote_namespaces": zygote_namespaces,
         "uid": uid,
         "read_only_tree": read_only_tree,

@@ -4,7 +4,8 @@
 # rlimit runner), loads the harness and the preloaded libraries once, and never runs a script
 # itself. For each execution it forks, ahead of demand, a child born as PID 1 of a fresh PID
 # namespace (unshare(CLONE_NEWPID) just before the fork, setns back just after), which
-# enters fresh mount and IPC namespaces, mounts its own /proc, /tmp and
+# enters fresh mount and IPC namespaces (and network and UTS ones where the configuration
+# asks), mounts its own /proc, /tmp and
 # /dev/shm, sets limits, drops to the slot's uid or drops every capability, sets
 # no_new_privs and seccomp, says "ready", then waits for its job and runs the script in this
 # already-warm interpreter. The zygote waits for each such child and reports how it ended.
