@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -126,6 +125,20 @@ def _receive(sock: socket.socket, timeout_s: float) -> tuple[bytes, int | None]:
     return message, pid
 
 
+STANDBY_FDS = ("job", "stdout", "stderr", "channel", "status")
+
+
+def _receive_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One message and the descriptors it carries (SCM_RIGHTS)."""
+    space = socket.CMSG_SPACE(len(STANDBY_FDS) * 4) + socket.CMSG_SPACE(UCRED.size)
+    message, ancillary, _flags, _address = sock.recvmsg(65536, space)
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
+    return message, fds
+
+
 def _seqpacket_pair() -> tuple[socket.socket, socket.socket]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -151,7 +164,6 @@ class Pending:
     pidfd: int = -1  # refers to that process from then on (no pid reuse can fool us)
     resident_bytes: int = 0  # what it inherited from the zygote, said with "ready"
     setup_cpu_s: float = 0.0  # what confining itself cost, said with "ready"
-    namespaces: list[int] = attrs.field(factory=list)  # held open: see hold_namespaces
 
     def wait_ready(self, timeout_s: float) -> int:
         """The execution's pid once it is confined and waiting for its job."""
@@ -174,18 +186,6 @@ class Pending:
             raise ZygoteFailed("the execution process is gone")
         return self.pid
 
-    def hold_namespaces(self) -> None:
-        """Keep the execution's mount and IPC namespaces alive past its exit: tearing a mount
-        namespace down waits for an RCU grace period, which would otherwise sit between the
-        script's end and its exit status. They are released after the answer (`release`)."""
-        for kind in ("mnt", "ipc"):
-            with contextlib.suppress(OSError):
-                self.namespaces.append(os.open(f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY))
-
-    def release(self) -> None:
-        _close_all(self.namespaces)
-        self.namespaces.clear()
-
     def close(self) -> None:
         _close_all((self.job_w, self.stdout_r, self.stderr_r, self.channel_r, self.pidfd))
         self.status.close()
@@ -202,6 +202,7 @@ class Zygote:
         scope: CgroupScope | None,
     ) -> None:
         self.kind = kind
+        self.standby: deque[Pending] = deque()
         control, theirs = _seqpacket_pair()
         try:
             self.process = spawn_quiet(launch(theirs.fileno()), pass_fds=(theirs.fileno(),))
@@ -246,26 +247,41 @@ class Zygote:
         state, flags = fields[0], int(fields[6])
         return state not in (b"Z", b"X", b"x") and not flags & PF_EXITING
 
-    def fork(self) -> Pending:
-        """Ask for the next execution process; it confines itself while we do other work."""
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(4)]
-        status, theirs = _seqpacket_pair()
-        (job_r, job_w), (out_r, out_w), (err_r, err_w), (chan_r, chan_w) = pipes
-        given = [job_r, out_w, err_w, chan_w, theirs.fileno()]
-        try:
-            self.control.sendmsg(
-                [b"fork"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("5i", *given))]
-            )
-        except OSError as error:
-            _close_all((job_w, out_r, err_r, chan_r))
-            status.close()
-            raise ZygoteFailed(f"the {self.kind} zygote is gone: {error}") from error
-        finally:
-            _close_all(given[:4])
-            theirs.close()
-        return Pending(job_w, out_r, err_r, chan_r, status)
+    def take(self, timeout_s: float) -> Pending:
+        """The oldest execution process the zygote forked ahead (waiting for one if none has
+        arrived yet; asking for one more if none comes in time)."""
+        self._collect(0.0)
+        if not self.standby:
+            self._collect(timeout_s / 2)
+        if not self.standby:
+            with contextlib.suppress(OSError):
+                self.control.sendmsg([b"fork"])
+            self._collect(timeout_s / 2)
+        if not self.standby:
+            raise ZygoteFailed(f"the {self.kind} zygote forked nothing in {timeout_s:g} s")
+        return self.standby.popleft()
+
+    def _collect(self, timeout_s: float) -> None:
+        """Receive what the zygote sent: standby processes, or why it could not fork."""
+        while select.select([self.control], [], [], timeout_s)[0]:
+            timeout_s = 0.0
+            message, fds = _receive_fds(self.control)
+            if message == b"standby" and len(fds) == len(STANDBY_FDS):
+                job_w, stdout_r, stderr_r, channel_r, status = fds
+                self.standby.append(
+                    Pending(job_w, stdout_r, stderr_r, channel_r, socket.socket(fileno=status))
+                )
+                continue
+            _close_all(fds)
+            if not message:
+                raise ZygoteFailed(f"the {self.kind} zygote is gone")
+            if message.startswith(b"error"):
+                raise ZygoteFailed(f"the {self.kind} zygote: {message.decode(errors='replace')}")
 
     def stop(self) -> None:
+        for pending in self.standby:
+            pending.close()
+        self.standby.clear()
         self.control.close()  # the zygote exits when its control socket closes
         end_quiet(self.process)
 
@@ -278,7 +294,6 @@ class Slot:
         self.scope = scope
         self.lock = threading.Lock()
         self.zygotes: dict[str, Zygote] = {}
-        self.pending: dict[str, deque[Pending]] = {}
 
 
 @attrs.define(kw_only=True)
@@ -303,9 +318,6 @@ class WarmSandbox:
     standby: int = STANDBY
     _slots: dict[int, Slot] = attrs.field(factory=dict, init=False)
     _slots_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
-    _forker: ThreadPoolExecutor = attrs.field(
-        factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="warm-fork"), init=False
-    )
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -336,13 +348,9 @@ class WarmSandbox:
 
     def close(self) -> None:
         """Stop every zygote; in-flight executions die with them. Idempotent."""
-        self._forker.shutdown(wait=True, cancel_futures=True)
         with self._slots_lock:
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
-            for standby in slot.pending.values():
-                for pending in standby:
-                    pending.close()
             for zygote in slot.zygotes.values():
                 zygote.stop()
             if slot.scope is not None:
@@ -353,7 +361,7 @@ class WarmSandbox:
         """Execution processes forked ahead and waiting, over every slot (for /metrics)."""
         with self._slots_lock:
             slots = list(self._slots.values())
-        return sum(len(standby) for slot in slots for standby in list(slot.pending.values()))
+        return sum(len(zygote.standby) for slot in slots for zygote in list(slot.zygotes.values()))
 
     def kind_for(self, source: str) -> str:
         return DATA if self.preload and needs_preloaded(source, self.preload) else PLAIN
@@ -368,15 +376,10 @@ class WarmSandbox:
                 pending = self._claim(slot, kind)
             except (ZygoteFailed, OSError) as error:
                 return SandboxReport(sandbox_error=f"the warm sandbox could not start: {error}")
-            pending.hold_namespaces()
             try:
                 return self._execute(pending, job, slot.scope)
             finally:
-                pending.close()
-                # Forking the next one and tearing this one's namespaces down are off the
-                # answer's path: they run once we return.
-                self._forker.submit(pending.release)
-                self._forker.submit(self._fork_ahead, slot, kind)
+                pending.close()  # the zygote forks its replacement when it has ended
 
     def _slot(self, index: int) -> Slot:
         with self._slots_lock:
@@ -401,20 +404,18 @@ class WarmSandbox:
         zygote = slot.zygotes.get(kind)
         if zygote is not None and zygote.alive():
             return zygote
-        if zygote is not None:  # died (killed, crashed, OOM): replace it and its fork
+        if zygote is not None:  # died (killed, crashed, OOM): replace it and its standby
             zygote.stop()
-            for stale in slot.pending.pop(kind, ()):
-                stale.close()
         config = {
             **self.jail(slot.index),
             "kind": kind,
             "preload": list(self.preload) if kind == DATA else [],
             "site_dirs": list(self.site_dirs),
+            "standby": self.standby,
         }
         zygote = slot.zygotes[kind] = Zygote(
             kind, lambda fd: self.launch(slot.index, fd), config, slot.scope
         )
-        slot.pending[kind] = deque(zygote.fork() for _ in range(self.standby))
         return zygote
 
     def _claim(self, slot: Slot, kind: str) -> Pending:
@@ -422,26 +423,17 @@ class WarmSandbox:
         and is replaced here) costs a second try, never the execution."""
         for attempt in range(2):
             zygote = self._ready_zygote(slot, kind)
-            standby = slot.pending.setdefault(kind, deque())
-            pending = standby.popleft() if standby else zygote.fork()
+            pending = None
             try:
+                pending = zygote.take(READY_TIMEOUT_S)
                 pending.wait_ready(READY_TIMEOUT_S)
                 return pending
             except ZygoteFailed:
-                pending.close()
+                if pending is not None:
+                    pending.close()
                 if attempt == 1:
                     raise
         raise AssertionError("unreachable")
-
-    def _fork_ahead(self, slot: Slot, kind: str) -> None:
-        with slot.lock:
-            zygote = slot.zygotes.get(kind)
-            if zygote is None or not zygote.alive():
-                return  # replaced when next needed
-            standby = slot.pending.setdefault(kind, deque())
-            with contextlib.suppress(ZygoteFailed):
-                while len(standby) < self.standby:
-                    standby.append(zygote.fork())
 
     def _job_bytes(self, job: SandboxJob, token: bytes) -> bytes:
         limits = job.limits

@@ -3,16 +3,18 @@
 # sandbox (in a long-lived nsjail, or as a root process exec'ed with an empty environment by the
 # rlimit runner), loads the harness and the preloaded libraries once, and never runs a script
 # itself. For each execution it forks, ahead of demand, a child born as PID 1 of a fresh PID
-# namespace (unshare(CLONE_NEWPID) just before the fork, setns back just after), which
-# enters fresh mount and IPC namespaces (and network and UTS ones where the configuration
-# asks), mounts its own /proc, /tmp and
-# /dev/shm, sets limits, drops to the slot's uid or drops every capability, sets
-# no_new_privs and seccomp, says "ready", then waits for its job and runs the script in this
-# already-warm interpreter. The zygote waits for each such child and reports how it ended.
+# namespace (unshare(CLONE_NEWPID) just before the fork, setns back just after), which enters
+# fresh mount and IPC namespaces (and network and UTS ones where the configuration asks),
+# mounts its own /proc, /tmp and /dev/shm, drops to the slot's uid or drops every capability,
+# sets no_new_privs and seccomp, says "ready", then waits for its job, applies its limits and
+# runs the script in this already-warm interpreter. The zygote waits for each such child and
+# reports how it ended.
 #
 # Protocol with the service, on a SOCK_SEQPACKET control socket (argv[1]):
 #   zygote -> "hello"; service -> the configuration as JSON; zygote -> "ready" | "error <why>";
-#   then service -> "fork" + SCM_RIGHTS [job_r, stdout_w, stderr_w, channel_w, status_w].
+#   then zygote -> "standby" + SCM_RIGHTS [job_w, stdout_r, stderr_r, channel_r, status] for
+#   each execution it forks ahead (it keeps `standby` of them, replacing each one that ends),
+#   service -> "fork" when it wants one more; zygote -> "error <why>" when it cannot fork.
 # The status socket (SOCK_SEQPACKET, SO_PASSCRED at the service's end, so the kernel tells the
 # service each sender's pid in its own PID namespace) carries "ready <rss> <cpu s>" from the
 # execution (what it inherited and what confining itself cost, both excluded from its usage),
@@ -56,7 +58,6 @@ SYS_MOUNT_SETATTR = 442  # the same number on every architecture (Linux 5.12+)
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 1
-FORK_FDS = 5
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
@@ -204,15 +205,6 @@ def _send(sock: socket.socket, message: bytes) -> None:
     sock.sendmsg([message])
 
 
-def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
-    fds = array.array("i")
-    message, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(FORK_FDS * 4))
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    return message, list(fds)
-
-
 def _limit(kind: int, soft: int, hard: int | None = None) -> None:
     ceiling = resource.getrlimit(kind)[1]
     hard = soft if hard is None else hard
@@ -291,21 +283,49 @@ def _execution(jail: Jail, fds: list[int]) -> NoReturn:
     execute(rest, channel, int(limits["result_cap"]))
 
 
-def _fork_execution(jail: Jail, own_pid_ns: int, fds: list[int]) -> int | None:
-    """Fork the next execution as PID 1 of a fresh PID namespace; its pid, or None."""
+def _fork_execution(jail: Jail, own_pid_ns: int, fds: list[int]) -> int:
+    """Fork an execution as PID 1 of a fresh PID namespace and return its pid; the child
+    never returns from here. Raises OSError when it cannot fork."""
+    _check(_libc.unshare(CLONE_NEWPID), "unshare")  # applies to the next child only
     try:
-        _check(_libc.unshare(CLONE_NEWPID), "unshare")  # applies to the next child only
         pid = os.fork()
-    except OSError as error:  # e.g. the slot's process limit: that execution fails, we stay
-        pid = None
-        os.write(fds[4], f"error {type(error).__name__}: {error}".encode())
+    except BaseException:
+        _restore_pid_namespace(own_pid_ns)
+        raise
     if pid == 0:
         _execution(jail, fds)
-    # Back to our own namespace for children: a later execution must never be born into this
-    # one's. If that cannot be guaranteed, this zygote must not fork again.
+    _restore_pid_namespace(own_pid_ns)
+    return pid
+
+
+def _restore_pid_namespace(own_pid_ns: int) -> None:
+    # A later execution must never be born into this one's namespace: if getting back cannot
+    # be guaranteed, this zygote must not fork again (the service replaces it).
     if _libc.setns(own_pid_ns, CLONE_NEWPID) != 0:
         os._exit(3)
-    return pid
+
+
+def _new_standby(jail: Jail, own_pid_ns: int, control: socket.socket) -> tuple[int, int, int]:
+    """Fork one execution ahead of demand and hand the service its ends of the pipes (job,
+    stdout, stderr, result channel, status); (pidfd, pid, our end of its status socket)."""
+    pipes = [os.pipe() for _ in range(4)]
+    status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # The service learns each sender's pid in its own PID namespace from the kernel.
+    status_theirs.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    (job_r, job_w), (out_r, out_w), (err_r, err_w), (chan_r, chan_w) = pipes
+    child = [job_r, out_w, err_w, chan_w, status_ours.fileno()]
+    service = [job_w, out_r, err_r, chan_r, status_theirs.fileno()]
+    try:
+        pid = _fork_execution(jail, own_pid_ns, child)
+        control.sendmsg(
+            [b"standby"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", service))]
+        )
+        return os.pidfd_open(pid), pid, os.dup(status_ours.fileno())
+    finally:  # only the zygote gets here: the execution never returns from the fork
+        for fd in child[:4] + service[:4]:
+            os.close(fd)
+        status_ours.close()
+        status_theirs.close()
 
 
 def _report_exit(pid: int, status: int) -> None:
@@ -323,7 +343,7 @@ def zygote_main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     os.chdir("/")
     _send(control, b"hello")
-    message, _fds = _receive(control)
+    message = control.recv(65536)
     try:
         config = json.loads(message)
         sys.path[:0] = config["site_dirs"]
@@ -349,24 +369,35 @@ def zygote_main() -> None:
         _send(control, f"error {type(error).__name__}: {error}".encode())
         os._exit(1)
     _send(control, b"ready")
+    _serve(control, jail, own_pid_ns, int(config["standby"]))
+
+
+def _serve(control: socket.socket, jail: Jail, own_pid_ns: int, standby: int) -> NoReturn:
+    """Keep `standby` executions forked ahead; replace each one when it ends (ran, or was
+    discarded), and one more whenever the service asks ("fork")."""
     poller = select.poll()
     poller.register(control, select.POLLIN)
     running: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd) of each execution
+    wanted = standby
     while True:
+        while wanted:
+            try:
+                pidfd, pid, status = _new_standby(jail, own_pid_ns, control)
+            except OSError as error:  # e.g. the slot's process limit: tell, retry later
+                _send(control, f"error fork: {error}".encode())
+                break
+            poller.register(pidfd, select.POLLIN)
+            running[pidfd] = (pid, status)
+            wanted -= 1
         for fd, _event in poller.poll():
             if fd in running:
                 poller.unregister(fd)
                 os.close(fd)
                 _report_exit(*running.pop(fd))
+                wanted += 1
                 continue
-            message, fds = _receive(control)
+            message = control.recv(65536)
             if not message:
                 os._exit(0)  # the service closed its end: it is gone or replacing us
-            if message == b"fork" and len(fds) == FORK_FDS:
-                pid = _fork_execution(jail, own_pid_ns, fds)
-                if pid is not None:
-                    pidfd = os.pidfd_open(pid)
-                    poller.register(pidfd, select.POLLIN)
-                    running[pidfd] = (pid, os.dup(fds[4]))
-            for received in fds:
-                os.close(received)
+            if message == b"fork":
+                wanted += 1
