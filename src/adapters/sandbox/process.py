@@ -204,10 +204,15 @@ def _pump(
 
 
 def pump(
-    pidfd: int, buffers: dict[int, CappedBuffer], deadline: float, kill: Callable[[], None]
+    pidfd: int,
+    buffers: dict[int, CappedBuffer],
+    deadline: float,
+    kill: Callable[[], None],
+    finished: Callable[[set[int]], bool] | None = None,
 ) -> bool:
     """Read every stream until all are closed (or for a short grace once the process `pidfd`
-    refers to has ended); `kill()` on the deadline. Return whether the deadline fired."""
+    refers to has ended, or as soon as `finished(the streams still open)` says so after one
+    closes); `kill()` on the deadline. Return whether the deadline fired."""
     poller = select.poll()
     for fd in buffers:
         poller.register(fd, select.POLLIN)
@@ -236,6 +241,8 @@ def pump(
             else:
                 poller.unregister(fd)
                 open_fds.discard(fd)
+                if finished is not None and not timed_out and finished(open_fds):
+                    return False
     return timed_out
 
 

@@ -39,6 +39,7 @@ from adapters.sandbox.process import (
     spawn_quiet,
 )
 from application.ports import SandboxJob
+from domain.classify import parse_harness_report
 from domain.imports import needs_preloaded
 from domain.limits import Limits
 from domain.report import SandboxReport
@@ -66,6 +67,7 @@ DATA = "data"
 STANDBY = 2
 START_TIMEOUT_S = 60.0  # importing pandas on a loaded 2-core machine can take seconds
 READY_TIMEOUT_S = 10.0
+EXIT_WAIT_S = 1.0
 STATUS_CAP = 4096
 UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 PF_EXITING = 0x4  # /proc/<pid>/stat flags: the process is on its way out
@@ -164,6 +166,7 @@ class Pending:
     pidfd: int = -1  # refers to that process from then on (no pid reuse can fool us)
     resident_bytes: int = 0  # what it inherited from the zygote, said with "ready"
     setup_cpu_s: float = 0.0  # what confining itself cost, said with "ready"
+    answered_early: bool = False  # answered from its report, before its exit was reported
 
     def wait_ready(self, timeout_s: float) -> int:
         """The execution's pid once it is confined and waiting for its job."""
@@ -294,6 +297,16 @@ class Slot:
         self.scope = scope
         self.lock = threading.Lock()
         self.zygotes: dict[str, Zygote] = {}
+        self.exiting = -1  # pidfd of an execution answered before its exit completed
+
+    def wait_for_previous(self) -> None:
+        """Let the previous execution's exit finish (about a millisecond; it was SIGKILLed)
+        before the slot's cgroup is re-armed, so its processes and memory are not counted
+        in the next one's baseline."""
+        if self.exiting >= 0:
+            select.select([self.exiting], [], [], EXIT_WAIT_S)
+            os.close(self.exiting)
+            self.exiting = -1
 
 
 @attrs.define(kw_only=True)
@@ -372,6 +385,7 @@ class WarmSandbox:
         slot = self._slot(job.slot)
         kind = self.kind_for(job.script.source)
         with slot.lock:
+            slot.wait_for_previous()
             try:
                 pending = self._claim(slot, kind)
             except (ZygoteFailed, OSError) as error:
@@ -379,6 +393,8 @@ class WarmSandbox:
             try:
                 return self._execute(pending, job, slot.scope)
             finally:
+                if pending.answered_early:  # the next execution here waits for its end
+                    slot.exiting, pending.pidfd = pending.pidfd, -1
                 pending.close()  # the zygote forks its replacement when it has ended
 
     def _slot(self, index: int) -> Slot:
@@ -469,21 +485,26 @@ class WarmSandbox:
         finally:
             os.close(pending.job_w)
             pending.job_w = -1
+        streams = {pending.stdout_r, pending.stderr_r, pending.channel_r}
         buffers = {
             pending.stdout_r: CappedBuffer(limits.stdout_cap_bytes),
             pending.stderr_r: CappedBuffer(limits.stderr_cap_bytes),
             pending.channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
             pending.status.fileno(): CappedBuffer(STATUS_CAP),
         }
+        stdout, stderr, channel, status = buffers.values()
 
         def kill() -> None:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pending.pidfd, signal.SIGKILL)  # PID 1: all of it dies
 
-        timed_out = pump(pending.pidfd, buffers, started + limits.wall_time_s, kill)
-        kill()
-        wall = time.monotonic() - started
-        stdout, stderr, channel, status = buffers.values()
+        def reported(still_open: set[int]) -> bool:
+            # The harness closes its streams right after a whole report, and no process of
+            # the script holds them: the answer need not wait the millisecond its exit takes.
+            return still_open.isdisjoint(streams) and _reported_usage(channel, token) is not None
+
+        timed_out = pump(pending.pidfd, buffers, started + limits.wall_time_s, kill, reported)
+        kill()  # whatever is left of it: its PID namespace dies with it
         report = SandboxReport(
             timed_out=timed_out,
             harness_report=channel.value(),
@@ -493,9 +514,15 @@ class WarmSandbox:
             stdout_truncated=stdout.truncated,
             stderr=stderr.value(),
             stderr_truncated=stderr.truncated,
-            wall_time_s=round(wall, 4),
+            wall_time_s=round(time.monotonic() - started, 4),
         )
         ended = _parse_exit(status.value())
+        usage = _reported_usage(channel, token)
+        if ended is None and usage is not None and not timed_out:
+            # Answered from the report: the harness, which always exits 0 right after it,
+            # was still on its way out (we made sure with SIGKILL).
+            pending.answered_early = True
+            ended = (0, *usage)
         if ended is None:
             return attrs.evolve(
                 report, sandbox_error="the warm sandbox process died during the execution"
@@ -513,7 +540,7 @@ class WarmSandbox:
         if scope is not None and baseline is not None:
             # The scope's growth counts children and files in /tmp too, but it is measured
             # against a baseline that other processes of the slot may shrink meanwhile (the
-            # previous execution's keeper still exiting): the larger lower bound wins.
+            # previous execution still exiting): the larger lower bound wins.
             peak, oom = scope.end_execution(baseline)
             report = attrs.evolve(report, peak_memory_bytes=max(peak, own_peak), oom_killed=oom)
         # The script is PID 1 of its namespace: nothing inside can signal it, and the kernel's
@@ -523,6 +550,20 @@ class WarmSandbox:
         if cpu_killed and not report.timed_out and not report.oom_killed:
             report = attrs.evolve(report, cpu_limit_hit=True)
         return report
+
+
+def _reported_usage(channel: CappedBuffer, token: bytes) -> tuple[float, int] | None:
+    """(CPU seconds, peak RSS bytes) from a whole report carrying the token, or None."""
+    if channel.truncated:
+        return None
+    parsed = parse_harness_report(channel.value(), token)
+    if parsed is None:
+        return None
+    header = parsed[0]
+    cpu, peak_kib = header.get("cpu_s"), header.get("hwm_kib")
+    if not isinstance(cpu, int | float) or not isinstance(peak_kib, int):
+        return None
+    return float(cpu), peak_kib * 1024
 
 
 def _write_all(fd: int, data: bytes) -> None:
