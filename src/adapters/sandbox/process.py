@@ -198,7 +198,15 @@ def _pump(
 ) -> bool:
     pidfd = os.pidfd_open(pid)
     try:
-        return pump(pidfd, buffers, deadline, lambda: kill_tree(pid))
+        if pump(pidfd, buffers, deadline, lambda: kill_tree(pid)):
+            return True
+        # Every stream is closed but the process may still be running (the harness closes
+        # its streams right after reporting, a moment before it exits; a script may close
+        # them and go on): it is not killed before it exits or its deadline passes.
+        if not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            kill_tree(pid)
+            return True
+        return False
     finally:
         os.close(pidfd)
 
