@@ -13,14 +13,7 @@ from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import build_program
-from adapters.sandbox.warm import (
-    EXECUTION_NAMESPACES,
-    STANDBY,
-    ZYGOTE_NAMESPACES,
-    WarmSandbox,
-    jail_config,
-    slot_cpu,
-)
+from adapters.sandbox.warm import STANDBY, WarmSandbox, jail_config, slot_cpu
 from application.ports import SandboxJob
 from domain.limits import MIB, Limits
 from domain.report import SandboxReport
@@ -285,7 +278,7 @@ def warm_nsjail(
     own PID, mount, IPC, UTS and network namespaces, no capabilities and seccomp-bpf."""
     program = build_program()
     layers = [layer for layer in sandbox.isolation if layer != "cgroup-limits"]
-    layers += ["fresh-namespaces-per-execution", "no-capabilities", "no-new-privs"]
+    layers += ["fresh-pid-mount-ipc-per-execution", "no-capabilities", "no-new-privs"]
     if sandbox.cgroups is not None:
         layers.append("cgroup-limits")
     return WarmSandbox(
@@ -297,9 +290,8 @@ def warm_nsjail(
             seccomp=program or b"",
             scratch=("/tmp", "/dev/shm"),
             cpu=slot_cpu(slot),
-            # Inside a user namespace a network namespace costs nothing measurable here, so
-            # every execution gets its own (rlimit-warm shares its zygote's: see warm.py).
-            namespaces=EXECUTION_NAMESPACES | ZYGOTE_NAMESPACES,
+            # Network and UTS: each zygote's nsjail has its own, shared by its executions one
+            # at a time, as in rlimit-warm (why that is safe: warm.py, ZYGOTE_NAMESPACES).
             zygote_namespaces=0,
         ),
         limits=limits,

@@ -326,7 +326,7 @@ def warm_rlimit(
     hidden = [p for p in outermost(sandbox.hide_paths) if os.path.isdir(p)]
     layers = [layer for layer in sandbox.isolation if layer not in ("cgroup-limits", "session")]
     # network and UTS: the zygote's own, shared by its executions one at a time (warm.py)
-    layers += ["pid", "proc-hidepid", "no-new-privs"]
+    layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution", "no-new-privs"]
     if sandbox.cgroups is not None:
         layers.append("cgroup-limits")
 

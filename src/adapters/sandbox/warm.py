@@ -52,12 +52,12 @@ CLONE_NEWNET = 0x40000000
 # Every execution gets fresh ones of these: its files (/tmp, /dev/shm), processes (/proc) and
 # System V IPC objects, which outlive their processes, never carry over.
 EXECUTION_NAMESPACES = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID
-# rlimit-warm gives each zygote its own of these, shared by its executions one at a time. An
-# execution can leave nothing in them: with no capability it cannot configure the network or
-# the hostname, seccomp allows only AF_UNIX sockets, and its abstract unix sockets close when
-# its processes die with their PID namespace. In the host's user namespace a fresh network
-# namespace per execution costs ~1.8 ms of CPU (docs/performance.md); nsjail-warm, where it
-# costs nothing measurable, gives every execution its own.
+# Each zygote has its own of these (nsjail-warm: its nsjail's), shared by its executions one
+# at a time. An execution can leave nothing in them: with no capability it cannot configure
+# the network or the hostname, seccomp allows only AF_UNIX sockets, and its abstract unix
+# sockets close when its processes die with their PID namespace. A fresh network namespace
+# per execution costs ~1.8 ms of CPU in the host's user namespace and ~0.3-0.5 ms of latency
+# inside nsjail's (docs/performance.md).
 ZYGOTE_NAMESPACES = CLONE_NEWNET | CLONE_NEWUTS
 PLAIN = "plain"
 DATA = "data"
