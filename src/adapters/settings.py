@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 
 from adapters.logs import LOG_FORMATS
+from adapters.sandbox.lease import RANGE_STRIDE, UID_BASE_MAX, UID_BASE_MIN
 from adapters.sandbox.runtime import default_interpreter
 from domain.limits import KIB, MIB, Limits
 
@@ -17,6 +20,8 @@ T = TypeVar("T")
 SANDBOX_MODES = ("auto", "nsjail-warm", "nsjail", "rlimit-warm", "rlimit")
 COMPAT_MODE = "compat"
 DEFAULT_SITE = "/opt/safe-exec/sandbox-site"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
 
 class SettingsError(ValueError):
@@ -33,6 +38,21 @@ def _positive_int(text: str) -> int:
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
+        raise ValueError
+    return value
+
+
+def _concurrency(text: str) -> int:
+    """Slots get consecutive uids from the leased base: they must fit in one leased range."""
+    value = int(text)
+    if not 0 < value < RANGE_STRIDE:
+        raise ValueError
+    return value
+
+
+def _uid_base(text: str) -> int:
+    value = int(text)
+    if not UID_BASE_MIN <= value <= UID_BASE_MAX:
         raise ValueError
     return value
 
@@ -79,6 +99,73 @@ def _mode(text: str) -> str:
     return text
 
 
+def _cgroup_v1_quota(directory: Path) -> float | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _cgroup_v2_quota(directory: Path) -> float | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()
+        value = int(quota) / int(period) if quota != "max" else None
+    except (OSError, ValueError):
+        return None
+    return value if value is not None and value > 0 else None
+
+
+def cgroup_cpu_quota(
+    root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP
+) -> float | None:
+    """The CPUs' worth of time a cgroup CPU quota allows this process (the tightest along its
+    cgroup and the ancestors that are visible), or None when no quota is set.
+
+    `proc_cgroup` lists the process's cgroups as /proc/self/cgroup does: `0::/path` on cgroup v2
+    (cpu.max under `root`), `N:cpu,cpuacct:/path` on v1 (cpu.cfs_quota_us / cpu.cfs_period_us
+    under `root/<controllers>`)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        _number, _sep, rest = line.partition(":")
+        controllers, _sep, path = rest.partition(":")
+        names = controllers.split(",")
+        if controllers == "":
+            mount, read = root, _cgroup_v2_quota
+            if not (root / "cgroup.controllers").exists():
+                mount = root / "unified"  # the hybrid layout
+        elif "cpu" in names:
+            mount, read = root / controllers, _cgroup_v1_quota
+            if not mount.is_dir():
+                mount = root / "cpu"
+        else:
+            continue
+        directory = mount / path.lstrip("/")
+        while True:  # a container often sees only its own group at the mount's root
+            quota = read(directory)
+            if quota is not None:
+                quotas.append(quota)
+            if directory == mount or mount not in directory.parents:
+                break
+            directory = directory.parent
+    return min(quotas) if quotas else None
+
+
+def available_cpus(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota rounded
+    up (os.cpu_count() counts the host's CPUs and ignores both)."""
+    cpus = len(os.sched_getaffinity(0)) or 1
+    quota = cgroup_cpu_quota(root, proc_cgroup)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return cpus
+
+
 # variable -> (parser, default, what a valid value is)
 VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "HOST": (str, "0.0.0.0", "an address to listen on"),
@@ -97,9 +184,13 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "RESULT_CAP_BYTES": (_positive_int, str(1 * MIB), "an integer > 0"),
     "MAX_SCRIPT_BYTES": (_positive_int, str(256 * KIB), "an integer > 0"),
     "MAX_BODY_BYTES": (_positive_int, str(1 * MIB), "an integer > 0"),
-    "MAX_CONCURRENCY": (_positive_int, "", "an integer > 0 (default: number of CPUs)"),
+    "MAX_CONCURRENCY": (
+        _concurrency,
+        "",
+        f"an integer 1-{RANGE_STRIDE - 1} (default: the CPUs this process may use)",
+    ),
     "QUEUE_SIZE": (_non_negative_int, "", "an integer >= 0 (default: 4 x MAX_CONCURRENCY)"),
-    "SANDBOX_UID_BASE": (_positive_int, "900000", "an integer > 0"),
+    "SANDBOX_UID_BASE": (_uid_base, "900000", f"an integer {UID_BASE_MIN}-{UID_BASE_MAX}"),
     "SANDBOX_PYTHON": (str, "", "an interpreter path"),
     "SANDBOX_SITE": (str, DEFAULT_SITE, "a directory of sandbox libraries"),
     "SHUTDOWN_GRACE_S": (_positive_float, "", "seconds > 0 (default: WALL_TIME_S + 2)"),
@@ -124,7 +215,11 @@ class Settings:
     preload: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, cpus: Callable[[], int] = available_cpus
+    ) -> Settings:
+        """The settings from `environ` (default: the process's); `cpus` gives the default
+        MAX_CONCURRENCY."""
         env = os.environ if environ is None else environ
 
         def get(name: str, fallback: T | None = None) -> Any:
@@ -138,7 +233,8 @@ class Settings:
                 raise SettingsError(f"{name} must be {valid}; got {raw!r}") from None
 
         wall = get("WALL_TIME_S")
-        concurrency = get("MAX_CONCURRENCY", os.cpu_count() or 1)
+        # 0 stands for "not set": the parser refuses 0 itself, so cpus() is asked only when needed
+        concurrency = get("MAX_CONCURRENCY", 0) or min(cpus(), RANGE_STRIDE - 1)
         mode = COMPAT_MODE if get("FORCE_COMPAT") else get("SANDBOX")
         limit_values = dict(
             wall_time_s=wall,

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.settings import VARIABLES, Settings, SettingsError
+from adapters.sandbox.lease import RANGE_STRIDE, UID_BASE_MAX
+from adapters.settings import (
+    VARIABLES,
+    Settings,
+    SettingsError,
+    available_cpus,
+    cgroup_cpu_quota,
+)
 from domain.limits import MIB
 
 BASE = {"SANDBOX_PYTHON": "/usr/bin/python3"}  # keeps the tests off the filesystem probe
@@ -27,7 +35,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert loaded.limits.memory_bytes == 512 * MIB
     assert loaded.limits.stdout_cap_bytes == MIB
     assert loaded.limits.script_cap_bytes == 256 * 1024
-    assert loaded.max_concurrency == (os.cpu_count() or 1)
+    assert loaded.max_concurrency == available_cpus()
     assert loaded.queue_size == 4 * loaded.max_concurrency
     assert loaded.shutdown_grace_s == 7
 
@@ -92,6 +100,12 @@ def test_force_compat_means_the_rlimit_runners(flag: str) -> None:
         ("MAX_PROCESSES", "-3"),
         ("STDOUT_CAP_BYTES", "lots"),
         ("MAX_CONCURRENCY", "0"),
+        ("MAX_CONCURRENCY", str(RANGE_STRIDE)),  # slots would spill into the next uid range
+        ("SANDBOX_UID_BASE", "1"),  # slot 0 would be uid 1, and its uid sweep a host daemon's
+        ("SANDBOX_UID_BASE", "0"),
+        ("SANDBOX_UID_BASE", "65535"),
+        ("SANDBOX_UID_BASE", str(UID_BASE_MAX + 1)),  # the ranges tried would pass 2**31
+        ("SANDBOX_UID_BASE", str(2**32 - 1)),
         ("QUEUE_SIZE", "-1"),
         ("SHUTDOWN_GRACE_S", "0"),
     ],
@@ -133,3 +147,137 @@ def test_numeric_variables_either_load_or_explain(name: str, value: str) -> None
     else:
         assert loaded.limits.wall_time_s > 0
         assert loaded.max_body_bytes > 0
+
+
+@pytest.mark.parametrize("base", ["65536", "900000", str(UID_BASE_MAX)])
+def test_uid_bases_that_keep_every_leased_range_in_bounds_are_accepted(base: str) -> None:
+    assert load(SANDBOX_UID_BASE=base).uid_base == int(base)
+
+
+def test_the_largest_concurrency_fits_in_one_uid_range() -> None:
+    assert load(MAX_CONCURRENCY=str(RANGE_STRIDE - 1)).max_concurrency == RANGE_STRIDE - 1
+
+
+def test_the_default_concurrency_is_the_cpus_this_process_may_use() -> None:
+    loaded = Settings.from_env(BASE, cpus=lambda: 3)
+
+    assert (loaded.max_concurrency, loaded.queue_size) == (3, 12)
+
+
+def test_a_set_concurrency_does_not_ask_for_the_cpus() -> None:
+    def cpus() -> int:
+        raise AssertionError("asked for the CPUs although MAX_CONCURRENCY is set")
+
+    assert Settings.from_env({**BASE, "MAX_CONCURRENCY": "5"}, cpus=cpus).max_concurrency == 5
+
+
+# A fake cgroup tree: /proc/self/cgroup's lines and the files under the cgroup mount.
+def fake_cgroups(tmp_path: Path, proc_lines: list[str], files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (tmp_path / "cg" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cg" / name).write_text(content)
+    (tmp_path / "cg").mkdir(exist_ok=True)
+    (tmp_path / "proc-cgroup").write_text("".join(line + "\n" for line in proc_lines))
+    return tmp_path
+
+
+def quota_of(tmp_path: Path, proc_lines: list[str], files: dict[str, str]) -> float | None:
+    fake_cgroups(tmp_path, proc_lines, files)
+    return cgroup_cpu_quota(tmp_path / "cg", tmp_path / "proc-cgroup")
+
+
+V2 = {"cgroup.controllers": "cpu memory pids\n"}
+
+
+@pytest.mark.parametrize(
+    ("proc_lines", "files", "expected"),
+    [
+        # cgroup v2: cpu.max is "<quota> <period>" or "max <period>"
+        (["0::/"], {**V2, "cpu.max": "150000 100000\n"}, 1.5),
+        (["0::/"], {**V2, "cpu.max": "max 100000\n"}, None),
+        (["0::/"], V2, None),
+        # v2, the process in a nested group: the tightest quota along the path counts
+        (
+            ["0::/pod/app"],
+            {**V2, "pod/cpu.max": "50000 100000", "pod/app/cpu.max": "max 100000"},
+            0.5,
+        ),
+        (
+            ["0::/pod/app"],
+            {**V2, "pod/cpu.max": "400000 100000", "pod/app/cpu.max": "200000 100000"},
+            2.0,
+        ),
+        # v2 in a container that sees only its own group at the mount's root
+        (["0::/kubepods/pod1/ctr"], {**V2, "cpu.max": "250000 100000"}, 2.5),
+        # the hybrid layout: v2 under unified/, no quota there
+        (["1:cpu:/", "0::/"], {"cpu/cpu.cfs_quota_us": "-1", "unified/x": ""}, None),
+        # cgroup v1: cfs_quota_us / cfs_period_us, -1 meaning no quota
+        (
+            ["4:memory:/x", "2:cpu,cpuacct:/docker/abc"],
+            {
+                "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "300000\n",
+                "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+            },
+            3.0,
+        ),
+        (
+            ["2:cpu,cpuacct:/docker/abc"],
+            {"cpu,cpuacct/cpu.cfs_quota_us": "-1", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+            None,
+        ),
+        # v1 with only a `cpu` mount (no combined name) and the quota at the visible root
+        (
+            ["3:cpu,cpuacct:/docker/abc"],
+            {"cpu/cpu.cfs_quota_us": "20000", "cpu/cpu.cfs_period_us": "100000"},
+            0.2,
+        ),
+        # garbage and missing files are "no quota", never an error
+        (["0::/"], {**V2, "cpu.max": "lots\n"}, None),
+        (["garbage"], {}, None),
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read_from_v1_and_v2_trees(
+    tmp_path: Path, proc_lines: list[str], files: dict[str, str], expected: float | None
+) -> None:
+    assert quota_of(tmp_path, proc_lines, files) == expected
+
+
+def test_no_proc_cgroup_file_is_no_quota(tmp_path: Path) -> None:
+    assert cgroup_cpu_quota(tmp_path, tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("50000 100000", 1),  # half a CPU still runs one execution
+        ("100000 100000", 1),
+        ("100001 100000", 2),  # rounded up
+        ("max 100000", None),  # no quota: the affinity mask alone
+        (f"{100000 * 4096} 100000", None),  # a quota above the CPUs: the affinity mask
+    ],
+)
+def test_available_cpus_is_the_affinity_mask_capped_by_the_quota_rounded_up(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    fake_cgroups(tmp_path, ["0::/"], {**V2, "cpu.max": cpu_max})
+    affinity = len(os.sched_getaffinity(0))
+
+    cpus = available_cpus(tmp_path / "cg", tmp_path / "proc-cgroup")
+
+    assert cpus == (affinity if expected is None else min(affinity, expected))
+
+
+def test_available_cpus_follows_the_affinity_mask_not_the_host(tmp_path: Path) -> None:
+    """Run in a child restricted to one CPU, so the test's own affinity is left alone."""
+    fake_cgroups(tmp_path, ["0::/"], V2)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+            cpus = available_cpus(tmp_path / "cg", tmp_path / "proc-cgroup")
+            os._exit(0 if cpus == 1 else 1)
+        finally:
+            os._exit(2)
+    _pid, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
