@@ -12,7 +12,7 @@ import attrs
 from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
-from adapters.sandbox.seccomp import build_program
+from adapters.sandbox.seccomp import ZYGOTE_NEEDS, build_program, kafel_policy
 from adapters.sandbox.warm import STANDBY, WarmSandbox, jail_config, slot_cpu
 from application.ports import SandboxJob
 from domain.limits import MIB, Limits
@@ -27,47 +27,19 @@ NSJAIL_SETUP_FAILED = 255  # nsjail's exit status when it could not build the ja
 CHILD_GROUP_SLACK = 64 * MIB
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 
-# Default-allow policy that refuses what a script never needs and an escape always does:
-# tracing, new namespaces, mounts, kernel modules and keyrings, BPF, perf, io_uring.
-# clone3 answers ENOSYS so the C library falls back to clone(), whose flags can be checked.
-SECCOMP_POLICY = """
-POLICY safe_exec {
-  ERRNO(1) {
-    ptrace, process_vm_readv, process_vm_writev, mount, umount, pivot_root, chroot,
-    unshare, setns, kexec_load, kexec_file_load, init_module, finit_module, delete_module,
-    bpf, perf_event_open, keyctl, add_key, request_key, userfaultfd, swapon, swapoff, reboot,
-    acct, settimeofday, clock_settime, clock_adjtime, adjtimex, syslog, iopl, ioperm,
-    open_by_handle_at, name_to_handle_at, quotactl, vhangup, fanotify_init,
-    io_uring_setup, io_uring_enter, io_uring_register
-  },
-  ERRNO(38) { clone3 },
-  ERRNO(1) { clone { (clone_flags & 0x7E020000) != 0 } }
-}
-USE safe_exec DEFAULT ALLOW
-"""
-
-
-# The warm zygote's own policy: what it never needs. It keeps unshare, setns, mount and sethostname
-# to build each execution's jail; each execution then stacks the full filter of seccomp.py,
-# which refuses those too and every socket family but AF_UNIX.
-ZYGOTE_SECCOMP_POLICY = """
-POLICY safe_exec_zygote {
-  ERRNO(1) {
-    ptrace, process_vm_readv, process_vm_writev, umount, pivot_root, chroot,
-    kexec_load, kexec_file_load, init_module, finit_module, delete_module,
-    bpf, perf_event_open, keyctl, add_key, request_key, userfaultfd, swapon, swapoff, reboot,
-    acct, settimeofday, clock_settime, clock_adjtime, adjtimex, syslog, iopl, ioperm,
-    open_by_handle_at, name_to_handle_at, quotactl, vhangup, fanotify_init,
-    io_uring_setup, io_uring_enter, io_uring_register
-  },
-  ERRNO(38) { clone3 }
-}
-USE safe_exec_zygote DEFAULT ALLOW
-"""
+# The kafel renderings of seccomp.py's one policy: executions get all of it; a warm zygote
+# keeps unshare, setns and mount to build each execution's jail (each execution then installs
+# the full BPF filter itself, stacked on the zygote's). None where the architecture is unknown.
+SECCOMP_POLICY = kafel_policy()
+ZYGOTE_SECCOMP_POLICY = kafel_policy(keep=ZYGOTE_NEEDS)
 ZYGOTE_SCRATCH_SIZE = 65536  # the zygote's own /tmp and /dev/shm: each execution gets fresh ones
 # What the zygote keeps: CAP_SYS_ADMIN for unshare/mount/sethostname, CAP_SETPCAP to empty
 # each execution's bounding set. Both only inside the jail's user namespace.
 ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP")
+
+
+def _seccomp_option(policy: str | None) -> list[tuple[str, str]]:
+    return [] if policy is None else [("--seccomp_string", policy)]
 
 
 def _cgroup_options(limits: Limits, scope: CgroupScope | None) -> list[tuple[str, str]]:
@@ -121,7 +93,7 @@ class NsjailSandbox:
             "cgroup-namespace",
             "read-only-root",
             "private-tmpfs",
-            "seccomp",
+            *(("seccomp",) if SECCOMP_POLICY is not None else ()),
             "rlimits",
         )
         if os.geteuid() == 0:  # unprivileged, every jail maps to the service's own uid
@@ -162,7 +134,7 @@ class NsjailSandbox:
             ("--mount", f"none:/tmp:tmpfs:size={ZYGOTE_SCRATCH_SIZE}"),
             ("--mount", f"none:/dev/shm:tmpfs:size={ZYGOTE_SCRATCH_SIZE}"),
             ("--pass_fd", str(control_fd)),
-            ("--seccomp_string", ZYGOTE_SECCOMP_POLICY),
+            *_seccomp_option(ZYGOTE_SECCOMP_POLICY),
         ]
         argv = [
             self.nsjail,
@@ -195,7 +167,7 @@ class NsjailSandbox:
             ("--mount", f"none:/dev/shm:tmpfs:size={limits.tmp_size_bytes}"),
             ("--pass_fd", str(script_fd)),
             ("--pass_fd", str(channel_fd)),
-            ("--seccomp_string", SECCOMP_POLICY),
+            *_seccomp_option(SECCOMP_POLICY),
             *_cgroup_options(limits, scope),
         ]
         flags = [
