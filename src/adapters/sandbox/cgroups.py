@@ -108,6 +108,7 @@ class CgroupScope:
         self.memory_bytes = memory_bytes
         self.max_pids = max_pids
         self._memory_limit_files: list[Path] | None = None
+        self._oom_event = -1
 
     def create(self) -> None:
         for directory in self.dirs.values():
@@ -120,6 +121,24 @@ class CgroupScope:
         with contextlib.suppress(OSError):  # absent when swap accounting is off
             (memory / "memory.memsw.limit_in_bytes").write_text(str(self.memory_bytes))
         (self.dirs["pids"] / "pids.max").write_text(str(self.max_pids))
+        self._watch_oom()
+
+    def _watch_oom(self) -> None:
+        """Ask the kernel to count OOM conditions of this scope on an eventfd. The kill
+        counter alone can miss them: cgroup v1 counts a kill in the group of the task it
+        killed, and nsjail removes its own group below the scope as it exits."""
+        control = self.dirs["memory"] / "memory.oom_control"
+        with contextlib.suppress(OSError):
+            event = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            watched = os.open(control, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _write(self.dirs["memory"] / "cgroup.event_control", f"{event} {watched}")
+            except OSError:
+                os.close(event)
+                raise
+            finally:
+                os.close(watched)  # the kernel holds its own reference once registered
+            self._oom_event = event
 
     def relative(self, controller: str) -> str:
         """The scope's path below its controller's mount point (nsjail's *_parent options)."""
@@ -130,12 +149,22 @@ class CgroupScope:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
     def oom_killed(self) -> bool:
+        if self._oom_event >= 0:
+            with contextlib.suppress(BlockingIOError):
+                if os.eventfd_read(self._oom_event) > 0:
+                    return True
         return self._oom_kills() > 0
 
     def _oom_kills(self) -> int:
-        text = _read(self.dirs["memory"] / "memory.oom_control")
-        counts = dict(line.split() for line in text.splitlines() if line)
-        return int(counts.get("oom_kill", "0"))
+        """OOM kills in the scope and every group below it: cgroup v1 counts a kill in the
+        group whose task died (nsjail's own child group), not only where the limit is."""
+        total = 0
+        for group in _subtree(self.dirs["memory"]):
+            with contextlib.suppress(OSError):
+                text = _read(group / "memory.oom_control")
+                counts = dict(line.split() for line in text.splitlines() if line)
+                total += int(counts.get("oom_kill", "0"))
+        return total
 
     def adopt(self, pid: int) -> None:
         """Move a long-lived process (a warm zygote) into the scope, once; its forks stay."""
@@ -193,6 +222,9 @@ class CgroupScope:
             time.sleep(0.002)
 
     def remove(self) -> None:
+        if self._oom_event >= 0:
+            os.close(self._oom_event)
+            self._oom_event = -1
         for directory in self.dirs.values():
             self._remove_tree(directory)
 

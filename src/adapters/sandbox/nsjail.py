@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 
 import attrs
@@ -55,19 +56,45 @@ def _cgroup_options(limits: Limits, scope: CgroupScope | None) -> list[tuple[str
     ]
 
 
-def _nsjail_fatal_line(stderr: bytes) -> str | None:
-    """nsjail's own fatal log line ("[F][time][pid] where: what"), if stderr ends with one."""
-    lines = stderr.decode("utf-8", "replace").strip().splitlines()
-    if lines and lines[-1].startswith("[F]["):
-        return lines[-1].rsplit("]", 1)[-1].strip()
-    return None
+def _nsjail_fatal_line(log: str) -> str | None:
+    """nsjail's own fatal log line ("[F][time][pid] where: what"), if it wrote one."""
+    fatal = [line for line in log.splitlines() if line.startswith("[F][")]
+    return fatal[-1].rsplit("]", 1)[-1].strip() if fatal else None
 
 
 def _exit_status(code: int) -> tuple[int | None, int | None]:
-    """nsjail reports a child killed by signal N as exit status 128 + N."""
+    """nsjail's exit status for a child killed by signal N is 128 + N: ambiguous (a script can
+    exit with 137 itself), so only a fallback for when nsjail's log says nothing."""
     if 128 < code < 128 + 65:
         return None, code - 128
     return code, None
+
+
+def _ended_from_log(log: str) -> tuple[int | None, int | None] | None:
+    """(exit code, signal) of the jailed process as nsjail logged it, which the script cannot
+    forge (the log goes to a pipe of its own, not to the script's stderr)."""
+    for line in reversed(log.splitlines()):
+        exited = _EXITED.search(line)
+        if exited:
+            return int(exited.group(1)), None
+        killed = _KILLED.search(line)
+        if killed:
+            return None, int(killed.group(1))
+    return None
+
+
+_EXITED = re.compile(r"\) exited with status: (\d+)")
+_KILLED = re.compile(r"\) terminated with signal: \S+ \((\d+)\)")
+NSJAIL_LOG_CAP = 1 << 20
+
+
+def _read_log(fd: int) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    while size < NSJAIL_LOG_CAP and (chunk := os.read(fd, 1 << 16)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 @attrs.frozen(kw_only=True)
@@ -147,7 +174,12 @@ class NsjailSandbox:
         return Launch(argv=argv, env={})
 
     def _argv(
-        self, job: SandboxJob, script_fd: int, channel_fd: int, scope: CgroupScope | None
+        self,
+        job: SandboxJob,
+        script_fd: int,
+        channel_fd: int,
+        scope: CgroupScope | None,
+        log_fd: int,
     ) -> list[str]:
         limits: Limits = job.limits
         options: list[tuple[str, str]] = [
@@ -171,7 +203,10 @@ class NsjailSandbox:
             *_cgroup_options(limits, scope),
         ]
         flags = [
-            "--really_quiet",
+            # nsjail's own log (how the jail ended, its fatal errors) on a pipe of its own:
+            # the script writes to stderr, so nothing it prints can pass for nsjail's word.
+            "--log_fd",
+            str(log_fd),
             "--iface_no_lo",  # no loopback either: the jail has no network interface up
         ]
         return [
@@ -201,27 +236,43 @@ class NsjailSandbox:
                     kill_process(pid)  # the jail's init has PDEATHSIG: it follows nsjail
 
             def launch(script_fd: int, channel_fd: int) -> Launch:
-                return Launch(argv=self._argv(job, script_fd, channel_fd, scope), env={})
+                argv = self._argv(job, script_fd, channel_fd, scope, log_w)
+                return Launch(argv=argv, env={}, pass_fds=(log_w,))
 
-            report, ended = supervise(
-                launch,
-                job.script.source,
-                job.limits,
-                kill_tree=kill_tree,
-                decode_status=_exit_status,
-            )
+            log_r, log_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                report, ended = supervise(
+                    launch,
+                    job.script.source,
+                    job.limits,
+                    kill_tree=kill_tree,
+                    decode_status=_exit_status,
+                )
+            finally:
+                os.close(log_w)  # nsjail has exited: its log ends here
+            try:
+                log = _read_log(log_r)
+            finally:
+                os.close(log_r)
             if ended is None:
                 return report
-            fatal = _nsjail_fatal_line(report.stderr)
+            fatal = _nsjail_fatal_line(log)
             if ended.exit_code == NSJAIL_SETUP_FAILED and fatal and not report.harness_report:
                 return attrs.evolve(report, sandbox_error=f"nsjail could not start: {fatal}")
+            logged = _ended_from_log(log)
+            if logged is not None:
+                report = attrs.evolve(report, exit_code=logged[0], signal=logged[1])
             if scope is not None:
                 report = attrs.evolve(
                     report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
                 )
             # The script is PID 1 of its namespace: nothing inside can SIGKILL it, so a
-            # SIGKILL we did not send and the OOM killer did not send is RLIMIT_CPU's.
-            if report.signal == signal.SIGKILL and not report.timed_out and not report.oom_killed:
+            # SIGKILL we did not send and the OOM killer did not send is RLIMIT_CPU's, when
+            # the measured CPU time reached the limit.
+            cpu_killed = report.signal == signal.SIGKILL and (
+                report.cpu_time_s >= job.limits.cpu_time_s
+            )
+            if cpu_killed and not report.timed_out and not report.oom_killed:
                 report = attrs.evolve(report, cpu_limit_hit=True)
             return report
         finally:

@@ -32,6 +32,7 @@ class Launch:
     argv: Sequence[str]
     env: Mapping[str, str]
     preexec: Callable[[], None] | None = None
+    pass_fds: tuple[int, ...] = ()  # more descriptors the process keeps (e.g. a log pipe)
 
 
 @attrs.define
@@ -93,7 +94,7 @@ def supervise(
     channel_r, channel_w = os.pipe()
     try:
         launch = build(script_fd, channel_w)
-        proc = _spawn(launch, pass_fds=(script_fd, channel_w))
+        proc = _spawn(launch, pass_fds=(script_fd, channel_w, *launch.pass_fds))
     except (OSError, subprocess.SubprocessError) as error:
         os.close(channel_r)
         return SandboxReport(sandbox_error=f"could not start the sandbox: {error}"), None
