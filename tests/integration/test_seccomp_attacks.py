@@ -77,3 +77,31 @@ def test_refused_syscalls_fail_with_their_errno(server: Server) -> None:
     # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_ALG, AF_VSOCK: only AF_UNIX exists.
     assert set(found["families"].values()) == {"EAFNOSUPPORT"}, found
     assert found["unix"] == "ok", found
+
+
+PRIVILEGES = r"""
+def main():
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines())
+    root = [line.split() for line in open("/proc/self/mountinfo") if line.split()[4] == "/"]
+    return {
+        "no_new_privs": status["NoNewPrivs"].strip(),
+        "cap_eff": status["CapEff"].strip(),
+        "cap_bnd": status["CapBnd"].strip(),
+        "root_options": root[-1][5].split(",") if root else [],
+    }
+"""
+
+
+def test_no_privilege_can_be_gained(server: Server) -> None:
+    """no_new_privs is set in every runner (with or without seccomp), no capability is held
+    or could come back from an exec, and the host tree the rlimit runners show is nosuid."""
+    answer = server.execute(PRIVILEGES)
+    assert answer.status == 200, answer.body
+    found = answer.json()["result"]
+
+    assert found["no_new_privs"] == "1", found
+    assert int(found["cap_eff"], 16) == 0, found
+    if server.family == "rlimit":
+        assert {"ro", "nosuid"} <= set(found["root_options"]), found
+    if server.mode.endswith("-warm"):
+        assert int(found["cap_bnd"], 16) == 0, found  # the zygote emptied the bounding set

@@ -130,13 +130,17 @@ class NsjailSandbox:
     def _outside_uid(self, slot: int) -> int:
         return self.uid_base + slot if os.geteuid() == 0 else os.geteuid()
 
+    def _outside_gid(self, slot: int) -> int:
+        # Unprivileged, a user namespace may map only the service's own effective gid.
+        return self.uid_base + slot if os.geteuid() == 0 else os.getegid()
+
     def _common_options(self, slot: int) -> list[tuple[str, str]]:
         """The jail both runners build: identity, the read-only runtime, devices, env."""
         outside = self._outside_uid(slot)
         return [
             ("--mode", "o"),
             ("--user", f"{INSIDE_UID}:{outside}:1"),
-            ("--group", f"{INSIDE_UID}:{outside}:1"),
+            ("--group", f"{INSIDE_UID}:{self._outside_gid(slot)}:1"),
             ("--hostname", "sandbox"),
             *(("-R", path) for path in self.runtime.read_only_paths()),
             *(("-B" if dev == "/dev/null" else "-R", dev) for dev in DEVICES),

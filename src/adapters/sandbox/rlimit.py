@@ -69,7 +69,11 @@ SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 1
-_READ_ONLY = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+MOUNT_ATTR_NOSUID = 2
+# Read-only, and no setuid binary of the host tree can serve a script (not nodev: /dev
+# must keep working; the scratch tmpfs are nodev, and mknod needs a capability no one has).
+_READ_ONLY = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
+PR_SET_NO_NEW_PRIVS = 38
 
 
 def _mount_points() -> list[bytes]:
@@ -93,7 +97,7 @@ def _make_read_only(mount_points: list[bytes]) -> None:
         return
     # Older kernels and gVisor: remount each mount read-only; the root must succeed.
     for point in mount_points:
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID
         if _libc.mount(None, point, None, flags, None) != 0 and point == b"/":
             _check(-1, "remount / read-only")
 
@@ -302,6 +306,9 @@ class RlimitSandbox:
             os.setgid(uid)
             os.setuid(uid)
             os.chdir(cwd)
+            # Always, seccomp or not: no exec can ever gain privileges (setuid binaries, file
+            # capabilities) from here on.
+            _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
             if seccomp is not None:
                 seccomp.install()
 

@@ -58,6 +58,7 @@ SYS_MOUNT_SETATTR = 442  # the same number on every architecture (Linux 5.12+)
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 1
+MOUNT_ATTR_NOSUID = 2
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
@@ -189,14 +190,17 @@ def _drop_bounding_set() -> None:
 
 
 def _make_read_only() -> None:
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    # Read-only, and no setuid binary of the host tree can serve a script (not nodev: /dev
+    # must keep working; the scratch tmpfs are nodev, and mknod needs a capability no one has).
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
     flags = AT_RECURSIVE
     if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", flags, ctypes.byref(attr), 32) == 0:
         return
     with open("/proc/self/mountinfo", "rb") as handle:  # older kernels: one mount at a time
         points = [line.split()[4] for line in handle]
     for point in points:
-        failed = _libc.mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID
+        failed = _libc.mount(None, point, None, flags, None) != 0
         if failed and point == b"/":
             _check(-1, "remount / read-only")
 
