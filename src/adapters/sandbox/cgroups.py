@@ -206,6 +206,10 @@ class CgroupScope:
     def peak_memory(self) -> int:
         return int((self.dirs["memory"] / "memory.max_usage_in_bytes").read_text())
 
+    def pids(self) -> list[int]:
+        """Every process in the scope and below it, however it daemonised."""
+        return _pids_in(self.dirs["pids"])
+
     def kill_all(self, sparing: int | None = None) -> None:
         self._kill_in(self.dirs["pids"], sparing=sparing)
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
@@ -83,11 +84,14 @@ def supervise(
     *,
     kill_tree: Callable[[int], None],
     decode_status: Callable[[int], tuple[int | None, int | None]] | None = None,
+    members: Callable[[], list[int]] | None = None,
 ) -> tuple[SandboxReport, Ended | None]:
     """Start the process that `build(script_fd, channel_fd)` describes and see it to its end.
 
     `kill_tree(pid)` must kill the process and everything it started. It is called on the
-    deadline and again once the process has ended (to reap daemonised descendants)."""
+    deadline and again once the process has ended (to reap daemonised descendants).
+    `members()` lists the execution's processes (default: the started one's descendants),
+    whose CPU time together is held to the CPU limit."""
     started = time.monotonic()
     token = secrets.token_hex(16).encode()
     script_fd = make_script_fd(source, token)
@@ -108,8 +112,9 @@ def supervise(
         proc.stderr.fileno(): CappedBuffer(limits.stderr_cap_bytes),
         channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
     }
+    meter = CpuMeter(limits.cpu_time_s, lambda: tree_cpu_seconds(proc.pid, members))
     try:
-        timed_out = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree)
+        limit = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree, meter)
     finally:  # even if reading failed: nothing may outlive the execution, nothing may leak
         kill_tree(proc.pid)
         kill_process(proc.pid)  # normally already a zombie; never leave wait4() blocked
@@ -121,7 +126,8 @@ def supervise(
     report = SandboxReport(
         exit_code=ended.exit_code,
         signal=ended.signal,
-        timed_out=timed_out,
+        timed_out=limit == "wall",
+        cpu_limit_hit=limit == "cpu",
         harness_report=channel.value(),
         report_token=token,
         harness_report_truncated=channel.truncated,
@@ -130,7 +136,7 @@ def supervise(
         stderr=stderr.value(),
         stderr_truncated=stderr.truncated,
         wall_time_s=round(time.monotonic() - started, 4),
-        cpu_time_s=round(ended.cpu_time_s, 4),
+        cpu_time_s=round(max(ended.cpu_time_s, meter.seen_s), 4),
         peak_memory_bytes=ended.max_rss_bytes,
     )
     return report, ended
@@ -195,21 +201,79 @@ def reap_orphans() -> None:
 
 
 def _pump(
-    pid: int, buffers: dict[int, CappedBuffer], deadline: float, kill_tree: Callable[[int], None]
-) -> bool:
+    pid: int,
+    buffers: dict[int, CappedBuffer],
+    deadline: float,
+    kill_tree: Callable[[int], None],
+    meter: CpuMeter,
+) -> Limit | None:
     pidfd = os.pidfd_open(pid)
     try:
-        if pump(pidfd, buffers, deadline, lambda: kill_tree(pid)):
-            return True
+        limit = pump(pidfd, buffers, deadline, lambda: kill_tree(pid), cpu=meter)
+        if limit is not None:
+            return limit
         # Every stream is closed but the process may still be running (the harness closes
         # its streams right after reporting, a moment before it exits; a script may close
         # them and go on): it is not killed before it exits or its deadline passes.
         if not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
             kill_tree(pid)
-            return True
-        return False
+            return "wall"
+        return None
     finally:
         os.close(pidfd)
+
+
+Limit = Literal["wall", "cpu"]
+CPU_CHECK_AFTER_S = 0.5  # executions shorter than this never pay for a CPU check
+CPU_CHECK_EVERY_S = 0.2
+
+
+def tree_cpu_seconds(root: int, members: Callable[[], list[int]] | None = None) -> float:
+    """CPU time of a whole execution: every live or zombie process of it (`members()`, or
+    the descendants of `root` by parent links), each with the time of the children it
+    reaped, so a process that died and was reaped is counted exactly once, in its reaper."""
+    pids = members() if members is not None else _descendants(root)
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            total += sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
+    return total / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(entry.path, "stat").read_bytes()
+                children.setdefault(int(stat.rsplit(b")", 1)[1].split()[1]), []).append(
+                    int(entry.name)
+                )
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+@attrs.define
+class CpuMeter:
+    """The execution's CPU limit as a whole (all its processes together), and how to measure
+    it; per-process RLIMIT_CPU alone would let N processes use N times the limit. `seen_s`
+    keeps the largest measurement (the processes are gone by the time usage is reported)."""
+
+    limit_s: float
+    measure_tree: Callable[[], float]
+    seen_s: float = 0.0
+
+    def measure(self) -> float:
+        self.seen_s = max(self.seen_s, self.measure_tree())
+        return self.seen_s
 
 
 def pump(
@@ -217,27 +281,39 @@ def pump(
     buffers: dict[int, CappedBuffer],
     deadline: float,
     kill: Callable[[], None],
+    *,
     finished: Callable[[set[int]], bool] | None = None,
-) -> bool:
+    cpu: CpuMeter | None = None,
+) -> Limit | None:
     """Read every stream until all are closed (or for a short grace once the process `pidfd`
     refers to has ended, or as soon as `finished(the streams still open)` says so after one
-    closes); `kill()` on the deadline. Return whether the deadline fired."""
+    closes); `kill()` on the deadline, or when the execution's measured CPU time reaches
+    `cpu`'s limit. Return which limit ended it, if one did."""
     poller = select.poll()
     for fd in buffers:
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
     open_fds = set(buffers)
-    timed_out = False
+    timed_out: Limit | None = None
     stop_at: float | None = None  # set once the process is gone: streams get a short grace
+    next_cpu_check = time.monotonic() + CPU_CHECK_AFTER_S
     while open_fds:
         now = time.monotonic()
         if stop_at is None and now >= deadline:
-            timed_out = True
+            timed_out = "wall"
             kill()
             stop_at = now + DRAIN_GRACE_S
+        if stop_at is None and cpu is not None and now >= next_cpu_check:
+            next_cpu_check = now + CPU_CHECK_EVERY_S
+            if cpu.measure() >= cpu.limit_s:
+                timed_out = "cpu"
+                kill()
+                stop_at = now + DRAIN_GRACE_S
         if stop_at is not None and now >= stop_at:
             break
         until = stop_at if stop_at is not None else deadline
+        if stop_at is None and cpu is not None:
+            until = min(until, next_cpu_check)
         for fd, _event in poller.poll(max(0.0, until - now) * 1000 + 1):
             if fd == pidfd:
                 poller.unregister(pidfd)
@@ -250,8 +326,8 @@ def pump(
             else:
                 poller.unregister(fd)
                 open_fds.discard(fd)
-                if finished is not None and not timed_out and finished(open_fds):
-                    return False
+                if finished is not None and timed_out is None and finished(open_fds):
+                    return None
     return timed_out
 
 

@@ -214,6 +214,7 @@ class RlimitSandbox:
                 job.script.source,
                 job.limits,
                 kill_tree=kill_tree,
+                members=scope.pids if scope is not None else None,
             )
             if scope is not None and ended is not None:
                 report = attrs.evolve(

@@ -33,10 +33,12 @@ from adapters.sandbox.cgroups import CgroupParent, CgroupScope
 from adapters.sandbox.process import (
     CHANNEL_OVERHEAD,
     CappedBuffer,
+    CpuMeter,
     Launch,
     end_quiet,
     pump,
     spawn_quiet,
+    tree_cpu_seconds,
 )
 from application.ports import SandboxJob
 from domain.classify import parse_harness_report
@@ -503,7 +505,11 @@ class WarmSandbox:
             # the script holds them: the answer need not wait the millisecond its exit takes.
             return still_open.isdisjoint(streams) and _reported_usage(channel, token) is not None
 
-        timed_out = pump(pending.pidfd, buffers, started + limits.wall_time_s, kill, reported)
+        pid = pending.pid or 0
+        meter = CpuMeter(limits.cpu_time_s, lambda: tree_cpu_seconds(pid))
+        deadline = started + limits.wall_time_s
+        limit = pump(pending.pidfd, buffers, deadline, kill, finished=reported, cpu=meter)
+        timed_out = limit == "wall"
         kill()  # whatever is left of it: its PID namespace dies with it
         report = SandboxReport(
             timed_out=timed_out,
@@ -535,7 +541,7 @@ class WarmSandbox:
         # The RSS high-water mark less what the fork inherited: a lower bound of the peak
         # (the script's main process only), and the whole answer where there is no cgroup.
         own_peak = max(0, max_rss - pending.resident_bytes)
-        own_cpu = max(0.0, cpu_s - pending.setup_cpu_s)
+        own_cpu = max(0.0, cpu_s - pending.setup_cpu_s, meter.seen_s - pending.setup_cpu_s)
         report = attrs.evolve(report, cpu_time_s=round(own_cpu, 4), peak_memory_bytes=own_peak)
         if scope is not None and baseline is not None:
             # The scope's growth counts children and files in /tmp too, but it is measured
@@ -547,7 +553,7 @@ class WarmSandbox:
         # SIGXCPU is ignored by such a process, so RLIMIT_CPU ends it with the SIGKILL at the
         # hard limit; blamed on the CPU limit only when the measured CPU time reached it.
         cpu_killed = report.signal == signal.SIGKILL and cpu_s >= job.limits.cpu_time_s
-        if cpu_killed and not report.timed_out and not report.oom_killed:
+        if limit == "cpu" or (cpu_killed and not report.timed_out and not report.oom_killed):
             report = attrs.evolve(report, cpu_limit_hit=True)
         return report
 
