@@ -1163,7 +1163,7 @@ def test_a_process_fighting_the_reaper_does_not_survive(special_server: Server) 
     server = special_server
     tag = token()
     answer = server.execute(attack(REAPER_FIGHTER, token=tag, seconds=8))
-    assert "result" in answer.json() or answer.json().get("error") in ERROR_CODES
+    assert answer.status == 200 and answer.json()["result"] == "daemonised", describe(answer)
     alive: list[dict[str, Any]] = []
     for _ in range(3):
         alive = [proc for proc in leftovers(tag, sandbox_uids(server)) if proc["state"] != "Z"]
@@ -1415,7 +1415,7 @@ def test_memory_limit_covers_all_processes_together(bomb_server: Server) -> None
         assert evidence["children"] >= 4, f"{server.mode}: could not even fork: {evidence}"
         assert evidence["held_mb"] <= MEMORY_MB + 16, f"{server.mode}: {evidence}"
     else:
-        assert body.get("error") in ("MEMORY_LIMIT", "EMPTY_OUTPUT", "TIMEOUT"), describe(answer)
+        assert answer.status == 400 and body["error"] == "MEMORY_LIMIT", describe(answer)
     watch.check(min_polls=0)
     assert_healthy(server)
 
@@ -1452,12 +1452,11 @@ def test_fork_bomb_is_contained(bomb_server: Server) -> None:
         elapsed = time.monotonic() - started
     body = answer.json()
     assert elapsed < WALL_S + ANSWER_GRACE_S, f"answered after {elapsed:.1f} s: {describe(answer)}"
-    if answer.status == 200:
-        evidence = body["result"]
-        assert evidence["forked"] <= MAX_PROCESSES, evidence
-        assert evidence["failed"] > 0, evidence
-    else:
-        assert body.get("error") in ERROR_CODES, describe(answer)
+    assert answer.status == 200, describe(answer)  # main() returns once the limit holds
+    evidence = body["result"]
+    assert evidence["forked"] <= MAX_PROCESSES, evidence
+    assert evidence["failed"] > 0, evidence
+    assert evidence["errors"] == ["EAGAIN"], evidence  # the process limit, nothing else
     watch.check()
     assert_healthy(server)
 
@@ -1525,9 +1524,10 @@ def test_result_cannot_be_forged(server: Server, hijack: bool) -> None:
     answer = server.execute(attack(FORGE, hijack=hijack))
     body = answer.json()
     if "result" in body:
+        assert answer.status == 200, describe(answer)
         assert body["result"] == "REAL", f"{server.mode}: forged result accepted: {body}"
-    else:
-        assert body.get("error") in ERROR_CODES, describe(answer)
+    else:  # the channel was garbled (or, hijacked, the real report went to /dev/null)
+        assert answer.status == 500 and body["error"] == "EMPTY_OUTPUT", describe(answer)
     assert_healthy(server)
 
 
@@ -1693,7 +1693,7 @@ def test_repeated_escape_attempts_leave_no_process(special_server: Server) -> No
     for tag in tags:
         for script in (SURVIVORS, REAPER_FIGHTER):
             answer = server.execute(attack(script, token=tag, seconds=20, linger_s=0.2))
-            assert "result" in answer.json() or answer.json().get("error") in ERROR_CODES
+            assert answer.status == 200 and "result" in answer.json(), describe(answer)
     time.sleep(0.5)
     alive = [
         proc
