@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import os
 import re
+import signal
 import socket
 import sys
 import sysconfig
@@ -219,6 +220,7 @@ def process_table() -> Iterator[dict[str, Any]]:
             continue  # gone meanwhile
         yield {
             "pid": int(entry.name),
+            "ended": process_ended(entry, fields),
             "ppid": int(fields["PPid"]),
             "inner_pid": int(fields["NSpid"].split()[-1]),  # its pid in its own namespace
             "uid": int(fields["Uid"].split()[0]),
@@ -230,6 +232,20 @@ def process_table() -> Iterator[dict[str, Any]]:
 
 
 ZYGOTE_PROGRAM_MARK = b"zygote_main()"
+PF_EXITING = 0x4
+SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def process_ended(entry: Path, status: dict[str, str]) -> bool:
+    """Whether a process can never run user code again: SIGKILLed (pending) or already in the
+    kernel's exit path. A warm runner answers from a whole report while the execution's last
+    process (alone in its namespace) is being torn down; such a process has ended."""
+    pending = int(status["ShdPnd"], 16) | int(status["SigPnd"], 16)
+    try:
+        flags = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[6])
+    except (OSError, ValueError, IndexError):
+        return True  # gone meanwhile
+    return bool(pending & SIGKILL_BIT or flags & PF_EXITING)
 
 
 def warm_standby(table: list[dict[str, Any]]) -> set[int]:
@@ -1069,6 +1085,7 @@ def leftovers(token_text: str, uids: range) -> list[dict[str, Any]]:
         proc
         for proc in table
         if proc["pid"] not in standby
+        and not proc["ended"]
         and (
             token_text in proc["cmdline"] or token_text[:15] in proc["name"] or proc["uid"] in uids
         )

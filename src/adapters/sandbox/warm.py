@@ -501,9 +501,14 @@ class WarmSandbox:
                 signal.pidfd_send_signal(pending.pidfd, signal.SIGKILL)  # PID 1: all of it dies
 
         def reported(still_open: set[int]) -> bool:
-            # The harness closes its streams right after a whole report, and no process of
-            # the script holds them: the answer need not wait the millisecond its exit takes.
-            return still_open.isdisjoint(streams) and _reported_usage(channel, token) is not None
+            # The harness closes its streams right after a whole report; when no other
+            # process of the script holds them and none is left at all, the answer need not
+            # wait the millisecond the harness's own exit takes (it is SIGKILLed first).
+            return (
+                still_open.isdisjoint(streams)
+                and _reported_usage(channel, token) is not None
+                and _alone(pending.pid or 0)
+            )
 
         pid = pending.pid or 0
         meter = CpuMeter(limits.cpu_time_s, lambda: tree_cpu_seconds(pid))
@@ -556,6 +561,16 @@ class WarmSandbox:
         if limit == "cpu" or (cpu_killed and not report.timed_out and not report.oom_killed):
             report = attrs.evolve(report, cpu_limit_hit=True)
         return report
+
+
+def _alone(pid: int) -> bool:
+    """Whether the execution process is the only one left in its PID namespace (where it is
+    PID 1, every other process is its child or descendant, and orphans are re-parented to it)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+            return not handle.read().split()
+    except OSError:
+        return False
 
 
 def _reported_usage(channel: CappedBuffer, token: bytes) -> tuple[float, int] | None:
