@@ -45,16 +45,6 @@ MAX_OPEN_FILES = 64  # the documented MAX_OPEN_FILES default; TEST_ENV keeps it
 MAX_PROCESSES = 32  # the documented MAX_PROCESSES default; TEST_ENV keeps it
 DEFAULT_TMP_MB = 64  # the documented TMP_SIZE_MB default; TEST_ENV keeps it
 ANSWER_GRACE_S = 2.5  # "the answer comes within about 1 s of the limit", plus HTTP and startup
-ERROR_CODES = {
-    "NO_MAIN",
-    "NON_JSON_RETURN",
-    "SYNTAX_ERROR",
-    "RUNTIME_ERROR",
-    "TIMEOUT",
-    "MEMORY_LIMIT",
-    "OUTPUT_LIMIT",
-    "EMPTY_OUTPUT",
-}
 SCRATCH_DIRS = {"/tmp", "/var/tmp", "/dev/shm"}  # private, capped, wiped (checked below)
 
 SECRET = "s3cr3t-value"
@@ -1694,7 +1684,8 @@ def test_server_answers_health_while_both_slots_are_under_attack(bomb_server: Se
             elapsed = time.monotonic() - started
             for answer in (first, second):
                 body = answer.json()
-                assert "result" in body or body.get("error") in ERROR_CODES, describe(answer)
+                # killed at the wall-clock limit, or for the memory its hoards took together
+                assert body.get("error") in ("TIMEOUT", "MEMORY_LIMIT"), describe(answer)
                 assert len(body.get("stdout", "").encode()) <= STDOUT_CAP
             assert elapsed < WALL_S + 0.1 + ANSWER_GRACE_S, f"answered after {elapsed:.1f} s"
     # The guarantee is HealthWatch's per-poll bound (every answer ok within 2 s); the count
