@@ -48,11 +48,11 @@ def test_forked_processes_share_one_cpu_budget(budget_server: Server) -> None:
     elapsed = time.monotonic() - started
     body = answer.json()
 
-    assert (answer.status, body.get("error"), body.get("limit")) == (400, "TIMEOUT", "cpu_time"), (
-        f"{budget_server.mode}: {body}"
-    )
+    verdict = (answer.status, body.get("error"), body.get("limit"))
+    assert verdict == (400, "TIMEOUT", "cpu_time"), f"{budget_server.mode} {elapsed:.1f} s: {body}"
     assert body["usage"]["cpu_time_ms"] >= 1000, body
-    assert elapsed < 3, f"{budget_server.mode}: answered after {elapsed:.1f} s"
+    # Stopped by the CPU budget, well before the 6 s wall limit (loaded machines included).
+    assert elapsed < 5, f"{budget_server.mode}: answered after {elapsed:.1f} s"
 
 
 def test_a_single_process_within_the_budget_is_untouched(budget_server: Server) -> None:

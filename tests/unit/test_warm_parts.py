@@ -91,8 +91,8 @@ def test_the_jail_configuration_carries_every_layer() -> None:
         seccomp=program,
         scratch=("/tmp",),
         uid=900123,
-        read_only_tree=True,
-        hide=("/srv/app",),
+        root_paths=("/usr/lib/python3.11",),
+        devices=("/dev/null",),
         proc_options="hidepid=2",
         cpu=1,
     )
@@ -104,7 +104,12 @@ def test_the_jail_configuration_carries_every_layer() -> None:
     assert not (config["namespaces"] | config["zygote_namespaces"]) & 0x10000000
     assert bytes.fromhex(config["seccomp"]) == program
     assert config["tmp_size"] == 8 * MIB
-    assert (config["uid"], config["hide"], config["cpu"]) == (900123, ["/srv/app"], 1)
+    assert (config["uid"], config["root_paths"], config["cpu"]) == (
+        900123,
+        ["/usr/lib/python3.11"],
+        1,
+    )
+    assert config["devices"] == ["/dev/null"]
 
 
 def test_both_programs_parse_and_run_nothing_but_their_entry_point() -> None:

@@ -42,6 +42,7 @@ MS_BIND = 4096
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -331,8 +332,10 @@ def warm_rlimit(
         unusable = "the warm rlimit runner needs mount, PID and network namespaces"
     elif program is None:
         unusable = "no seccomp syscall table for this architecture"
-    hidden = [p for p in outermost(sandbox.hide_paths) if os.path.isdir(p)]
+    root = sandbox.runtime.read_only_paths()
     layers = [layer for layer in sandbox.isolation if layer not in ("cgroup-limits", "session")]
+    layers = [layer for layer in layers if layer != "hidden-service-dirs"]
+    layers.append("minimal-root")  # only the runtime: no host files, sockets or setuid binaries
     # network and UTS: the zygote's own, shared by its executions one at a time (warm.py)
     layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution", "no-new-privs"]
     if sandbox.cgroups is not None:
@@ -350,8 +353,8 @@ def warm_rlimit(
             seccomp=program or b"",
             scratch=SCRATCH_DIRS,
             uid=sandbox.uid_base + slot,
-            read_only_tree=True,
-            hide=hidden,
+            root_paths=root,
+            devices=DEVICES,
             proc_options="hidepid=2",
             cpu=slot_cpu(slot),
         ),

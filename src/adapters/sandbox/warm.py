@@ -85,8 +85,8 @@ def jail_config(
     seccomp: bytes,
     scratch: Sequence[str],
     uid: int | None = None,
-    read_only_tree: bool = False,
-    hide: Sequence[str] = (),
+    root_paths: Sequence[str] = (),
+    devices: Sequence[str] = (),
     proc_options: str = "",
     cpu: int | None = None,
     namespaces: int = EXECUTION_NAMESPACES,
@@ -94,13 +94,15 @@ def jail_config(
 ) -> dict[str, Any]:
     """The zygote's configuration for confining each execution (zygote.py's `Jail`): with
     `uid` it drops to that uid (a root zygote), without it it drops every capability. The
-    zygote enters `zygote_namespaces` itself (0 where nsjail made them already)."""
+    zygote enters `zygote_namespaces` itself (0 where nsjail made them already) and, given
+    `root_paths`, pivots into a minimal root of those paths and `devices` (nsjail makes its
+    own)."""
     return {
         "namespaces": namespaces,
         "zygote_namespaces": zygote_namespaces,
         "uid": uid,
-        "read_only_tree": read_only_tree,
-        "hide": list(hide),
+        "root_paths": list(root_paths),
+        "devices": list(devices),
         "scratch": list(scratch),
         "tmp_size": limits.tmp_size_bytes,
         "proc_options": proc_options,

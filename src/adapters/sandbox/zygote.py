@@ -54,12 +54,9 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
-SYS_MOUNT_SETATTR = 442  # the same number on every architecture (Linux 5.12+)
-AT_FDCWD = -100
-AT_RECURSIVE = 0x8000
-MOUNT_ATTR_RDONLY = 1
-MOUNT_ATTR_NOSUID = 2
 CLONE_NEWNS = 0x00020000
+MNT_DETACH = 2
+PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
 REHEARSAL = "def main():\n    return {'ok': [1, 2.5, 'x', None, True]}\n"
@@ -76,15 +73,6 @@ def _check(result: int, what: str) -> None:
 
 class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    )
 
 
 class _CapHeader(ctypes.Structure):
@@ -106,9 +94,10 @@ class Jail:
         self.namespaces = int(config["namespaces"])
         self.zygote_namespaces = int(config["zygote_namespaces"])
         self.uid = config["uid"]  # None: stay the jail's uid and drop capabilities instead
-        self.read_only_tree = bool(config["read_only_tree"])
-        self.hide = [path.encode() for path in config["hide"]]
-        self.scratch = [path.encode() for path in config["scratch"] if os.path.isdir(path)]
+        self.root_paths: list[str] = config["root_paths"]
+        self.devices: list[str] = config["devices"]
+        self.scratch = [path.encode() for path in config["scratch"]]
+        self.mount_points = [*config["scratch"], "/proc"]
         self.tmpfs_options = f"size={int(config['tmp_size'])},mode=1777".encode()
         self.proc_options = config["proc_options"].encode()
         program = bytes.fromhex(config["seccomp"])
@@ -117,21 +106,16 @@ class Jail:
 
     def isolate_zygote(self) -> None:
         """What the zygote's executions share, one at a time (see warm.py), set up once: its
-        own network and UTS namespaces where nsjail has not made them already, and a mount
-        namespace with the host tree read-only and the service's directories hidden, which
-        each execution then copies."""
-        flags = self.zygote_namespaces
-        if self.read_only_tree or self.hide:
-            flags |= CLONE_NEWNS
+        own network and UTS namespaces where nsjail has not made them already, and, where the
+        configuration lists a root, a mount namespace whose whole tree is that minimal root
+        (the runtime read-only, a few devices, empty mount points), which each execution then
+        copies: the host's files, sockets and setuid binaries are not there at all."""
+        flags = self.zygote_namespaces | (CLONE_NEWNS if self.root_paths else 0)
         if flags:
             _check(_libc.unshare(flags), "unshare")
-        if flags & CLONE_NEWNS:
+        if self.root_paths:
             _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private")
-            if self.read_only_tree:
-                _make_read_only()
-            for path in self.hide:
-                mode = MS_RDONLY | MS_NOSUID | MS_NODEV
-                _check(_libc.mount(b"tmpfs", path, b"tmpfs", mode, b"size=4096,mode=0555"), "hide")
+            _pivot_into_minimal_root(self.root_paths, self.devices, self.mount_points)
         if flags & CLONE_NEWUTS:
             _check(_libc.sethostname(b"sandbox", 7), "sethostname")
 
@@ -189,20 +173,34 @@ def _drop_bounding_set() -> None:
             break  # EINVAL: past the last capability this kernel knows
 
 
-def _make_read_only() -> None:
-    # Read-only, and no setuid binary of the host tree can serve a script (not nodev: /dev
-    # must keep working; the scratch tmpfs are nodev, and mknod needs a capability no one has).
-    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
-    flags = AT_RECURSIVE
-    if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", flags, ctypes.byref(attr), 32) == 0:
-        return
-    with open("/proc/self/mountinfo", "rb") as handle:  # older kernels: one mount at a time
-        points = [line.split()[4] for line in handle]
-    for point in points:
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID
-        failed = _libc.mount(None, point, None, flags, None) != 0
-        if failed and point == b"/":
-            _check(-1, "remount / read-only")
+def _pivot_into_minimal_root(paths: list[str], devices: list[str], empty: list[str]) -> None:
+    """Make a tmpfs holding only `paths` (read-only, nosuid) and `devices`, with `empty`
+    directories to mount on, the root of this mount namespace; the old root is detached."""
+    new_root = "/tmp"  # any directory of the host serves as the mount point
+    _check(
+        _libc.mount(b"tmpfs", new_root.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755"),
+        "root",
+    )
+    for path in [*paths, *devices]:
+        target = new_root + path
+        if os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "a").close()  # an empty file to bind onto
+        _check(_libc.mount(path.encode(), target.encode(), None, MS_BIND | MS_REC, None), "bind")
+        if path not in devices:  # /dev/null must stay writable
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
+            _check(_libc.mount(None, target.encode(), None, flags, None), "read-only bind")
+    for directory in [*empty, "/.old"]:
+        os.makedirs(new_root + directory, exist_ok=True)
+    os.chdir(new_root)
+    _check(_libc.syscall(PIVOT_ROOT[os.uname().machine], b".", b".old"), "pivot_root")
+    os.chdir("/")
+    _check(_libc.umount2(b"/.old", MNT_DETACH), "detach the old root")
+    os.rmdir("/.old")
+    flags = MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
+    _check(_libc.mount(b"none", b"/", None, flags, None), "read-only root")
 
 
 def _send(sock: socket.socket, message: bytes) -> None:
@@ -362,10 +360,10 @@ def zygote_main() -> None:
         if threads != 1:
             raise RuntimeError(f"{threads} threads after preloading; forking would be unsafe")
         jail = Jail(config)
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)  # before any pivot
         jail.isolate_zygote()
         _rehearse()  # lazily built interpreter state is built here once, not in every fork
         _drop_bounding_set()  # once for all: no execution can ever exec its way to a capability
-        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         # Keep the collector off the zygote's objects: each execution would otherwise copy
         # every page it traverses (copy-on-write) and pay for that again when it exits.
         gc.freeze()
