@@ -1447,7 +1447,7 @@ def main():
             finally:
                 os._exit(0)
         forked += 1
-    return {"forked": forked, "failed": failed, "errors": sorted(errors)}
+    return {"forked": forked, "failed": failed, "errors": sorted(errors), "window": window()}
 """
 
 
@@ -1490,7 +1490,9 @@ def test_a_fork_bomb_does_not_starve_later_executions(bomb_server: Server) -> No
     """What a fork bomb leaves behind (even dead, unreaped children of the uid) must not count
     against the process limit of the executions that later get the same slot."""
     server = bomb_server
-    run_concurrently(server, attack(FORK_BOMB), attack(FORK_BOMB), delay_s=0.1)  # both slots
+    bombs = run_concurrently(server, attack(FORK_BOMB), attack(FORK_BOMB), delay_s=0.1)
+    assert all(answer.status == 200 for answer in bombs), [describe(bomb) for bomb in bombs]
+    assert_overlap(*(bomb.json()["result"]["window"] for bomb in bombs))  # both slots at once
     for _ in range(2):  # slots rotate: both are checked
         evidence = result_of(server, attack(FORK_AFTERWARDS))
         assert evidence["forked"] == 8, f"{server.mode}: a later execution cannot fork: {evidence}"
