@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -123,11 +123,33 @@ def supervise(
             pipe.close()
         os.close(channel_r)
     stdout, stderr, channel = buffers.values()
-    report = SandboxReport(
+    report = streams_report(
+        stdout,
+        stderr,
+        channel,
+        token,
+        started,
         exit_code=ended.exit_code,
         signal=ended.signal,
         timed_out=limit == "wall",
         cpu_limit_hit=limit == "cpu",
+        cpu_time_s=round(max(ended.cpu_time_s, meter.seen_s), 4),
+        peak_memory_bytes=ended.max_rss_bytes,
+    )
+    return report, ended
+
+
+def streams_report(
+    stdout: CappedBuffer,
+    stderr: CappedBuffer,
+    channel: CappedBuffer,
+    token: bytes,
+    started: float,
+    **evidence: Any,
+) -> SandboxReport:
+    """What an execution's streams carried, its wall time since `started`, and whatever else
+    the runner observed (`evidence`: SandboxReport's other fields)."""
+    return SandboxReport(
         harness_report=channel.value(),
         report_token=token,
         harness_report_truncated=channel.truncated,
@@ -136,10 +158,8 @@ def supervise(
         stderr=stderr.value(),
         stderr_truncated=stderr.truncated,
         wall_time_s=round(time.monotonic() - started, 4),
-        cpu_time_s=round(max(ended.cpu_time_s, meter.seen_s), 4),
-        peak_memory_bytes=ended.max_rss_bytes,
+        **evidence,
     )
-    return report, ended
 
 
 # Processes this module started and will wait4() itself; the orphan reaper leaves them alone.

@@ -38,6 +38,7 @@ from adapters.sandbox.process import (
     end_quiet,
     pump,
     spawn_quiet,
+    streams_report,
     tree_cpu_seconds,
 )
 from application.ports import SandboxJob
@@ -518,17 +519,7 @@ class WarmSandbox:
         limit = pump(pending.pidfd, buffers, deadline, kill, finished=reported, cpu=meter)
         timed_out = limit == "wall"
         kill()  # whatever is left of it: its PID namespace dies with it
-        report = SandboxReport(
-            timed_out=timed_out,
-            harness_report=channel.value(),
-            report_token=token,
-            harness_report_truncated=channel.truncated,
-            stdout=stdout.value(),
-            stdout_truncated=stdout.truncated,
-            stderr=stderr.value(),
-            stderr_truncated=stderr.truncated,
-            wall_time_s=round(time.monotonic() - started, 4),
-        )
+        report = streams_report(stdout, stderr, channel, token, started, timed_out=timed_out)
         ended = _parse_exit(status.value())
         usage = _reported_usage(channel, token)
         if ended is None and usage is not None and not timed_out:
