@@ -14,12 +14,13 @@ Order matters and is part of the contract:
 from __future__ import annotations
 
 import json
+import math
 import signal as signals
 from typing import Any
 
 from domain.limits import MIB, Limits
 from domain.outcome import ErrorCode, Failure, Outcome, Output, Success, Usage
-from domain.report import HarnessStatus, SandboxReport
+from domain.report import HEADER_CAP_BYTES, TEXT_CAP_BYTES, HarnessStatus, SandboxReport
 
 # When the OOM killer cannot be observed (no cgroup), a SIGKILL with peak memory this close to
 # the limit is attributed to memory: nothing else in the sandbox sends SIGKILL on its own.
@@ -62,25 +63,124 @@ def _format_seconds(value: float) -> str:
     return f"{value:g} s"
 
 
+# What each status's header may carry besides "status" and the usage fields: field -> kind.
+_TEXT, _COUNT, _LINE = "text", "count", "line"
+_FIELDS: dict[HarnessStatus, dict[str, str]] = {
+    HarnessStatus.OK: {},
+    HarnessStatus.NO_MAIN: {"detail": _TEXT},
+    HarnessStatus.NON_JSON: {"detail": _TEXT},
+    HarnessStatus.SYNTAX_ERROR: {
+        "exception": _TEXT,
+        "detail": _TEXT,
+        "line": _LINE,
+        "traceback": _TEXT,
+    },
+    HarnessStatus.RUNTIME_ERROR: {"exception": _TEXT, "detail": _TEXT, "traceback": _TEXT},
+    HarnessStatus.MEMORY_ERROR: {},
+    HarnessStatus.OUTPUT_LIMIT: {"size": _COUNT},
+}
+_USAGE_FIELDS = {"cpu_s": "seconds", "hwm_kib": _COUNT}
+MAX_HEADER_INT_DIGITS = 20  # every integer of a genuine header fits in 64 bits
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999, -1E400: no strict encoder writes them
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _unconverted_int(text: str) -> int:
+    """Validation only: an integer of any length is valid JSON and is never converted (that
+    would be quadratic, and bound by sys.int_max_str_digits)."""
+    return 0
+
+
+def _header_int(text: str) -> int:
+    if len(text) > MAX_HEADER_INT_DIGITS:
+        raise ValueError("integer too long for a report header")
+    return int(text)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    header = dict(pairs)
+    if len(header) != len(pairs):
+        raise ValueError("a key is given twice")
+    return header
+
+
+def _valid_field(kind: str, value: Any) -> bool:
+    if kind == _TEXT:
+        return type(value) is str and len(value.encode("utf-8")) <= TEXT_CAP_BYTES
+    if kind == _LINE:
+        return value is None or (type(value) is int and value >= 0)
+    if kind == _COUNT:
+        return type(value) is int and value >= 0
+    # seconds: finite by the parser
+    return type(value) in (int, float) and value >= 0
+
+
+def validate_header(header: Any) -> HarnessStatus | None:
+    """The status of a header that is exactly what the harness writes, else None: a JSON
+    object with a known status, only that status's fields and the usage fields, each of its
+    type, texts within their byte cap."""
+    if not isinstance(header, dict):
+        return None
+    raw_status = header.get("status")
+    if type(raw_status) is not str:
+        return None
+    try:
+        status = HarnessStatus(raw_status)
+    except ValueError:
+        return None
+    allowed = {**_FIELDS[status], **_USAGE_FIELDS}
+    for key, value in header.items():
+        if key == "status":
+            continue
+        kind = allowed.get(key)
+        if kind is None or not _valid_field(kind, value):
+            return None
+    return status
+
+
+def valid_result_json(text: str) -> bool:
+    """True when `text` is one strict JSON value: no NaN/Infinity constants, no number that
+    overflows to infinity. Integers are checked for syntax only, never converted. Raises
+    RecursionError for a value nested too deeply."""
+    try:
+        json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_unconverted_int,
+        )
+    except ValueError:
+        return False
+    return True
+
+
 def parse_harness_report(raw: bytes, token: bytes = b"") -> tuple[dict[str, Any], bytes] | None:
-    """Split a report into its header and body; None when it is missing, malformed, or does
-    not start with the execution's token line."""
+    """Split a report into its validated header and its body; None when it is missing,
+    malformed, does not start with the execution's token line, or its header is not exactly
+    what the harness writes (see validate_header). The body is validated by the caller."""
     if token:
         if not raw.startswith(token + b"\n"):
             return None
         raw = raw[len(token) + 1 :]
     header_line, newline, body = raw.partition(b"\n")
-    if not newline:
+    if not newline or len(header_line) > HEADER_CAP_BYTES:
         return None
     try:
-        header = json.loads(header_line)
+        header = json.loads(
+            header_line.decode("utf-8"),
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_header_int,
+            object_pairs_hook=_unique_keys,
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    if not isinstance(header, dict):
-        return None
-    try:
-        HarnessStatus(header.get("status"))
-    except ValueError:
+    if validate_header(header) is None:
         return None
     return header, body
 
@@ -111,11 +211,12 @@ def _from_harness(
             )
         try:
             text = body.decode("utf-8")
-            json.loads(text, parse_constant=_reject_constant)
+            if not valid_result_json(text):
+                return None  # not what the harness writes: the report is malformed
         except RecursionError:
             return failure(ErrorCode.NON_JSON_RETURN, "main() returned a value nested too deeply.")
-        except ValueError:
-            return None  # the body is not what the harness writes: treat the report as malformed
+        except UnicodeDecodeError:
+            return None
         return Success(result_json=text, output=output, usage=usage)
     if status is HarnessStatus.NO_MAIN:
         return failure(

@@ -13,6 +13,12 @@ import enum
 
 import attrs
 
+# Bounds of a report's header, which the harness keeps and the service enforces: each text
+# field (exception, detail, traceback) at most TEXT_CAP_BYTES of UTF-8, the header line at
+# most HEADER_CAP_BYTES.
+TEXT_CAP_BYTES = 8192
+HEADER_CAP_BYTES = 32768
+
 
 class HarnessStatus(enum.Enum):
     OK = "ok"

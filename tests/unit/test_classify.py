@@ -201,14 +201,22 @@ def test_syntax_error_names_the_line_and_carries_details() -> None:
     }
 
 
-@pytest.mark.parametrize("line", [None, True, "3", 3.0], ids=repr)
-def test_syntax_error_without_an_integer_line_names_no_line(line: object) -> None:
-    header = {"status": "syntax_error", "detail": "bad", "line": line}
+def test_syntax_error_without_a_line_names_no_line() -> None:
+    header = {"status": "syntax_error", "detail": "bad", "line": None}
 
     outcome = failed(reported(channel(header)), ErrorCode.SYNTAX_ERROR)
 
     assert outcome.message == "The script does not compile: bad."
     assert outcome.details["line"] is None
+
+
+@pytest.mark.parametrize("line", [True, "3", 3.0, -1], ids=repr)
+def test_syntax_error_with_a_line_that_is_no_line_number_is_not_a_genuine_report(
+    line: object,
+) -> None:
+    header = {"status": "syntax_error", "detail": "bad", "line": line}
+
+    failed(reported(channel(header)), ErrorCode.EMPTY_OUTPUT)
 
 
 def test_syntax_error_defaults() -> None:
@@ -243,13 +251,14 @@ def test_runtime_error_without_detail_names_only_the_exception() -> None:
     assert outcome.message == "The script raised SystemExit."
 
 
-def test_non_string_header_fields_fall_back_to_defaults() -> None:
-    header = {"status": "runtime_error", "exception": 7, "detail": ["x"], "traceback": {"a": 1}}
+@pytest.mark.parametrize("field", ["exception", "detail", "traceback"])
+@pytest.mark.parametrize("value", [7, ["x"], {"a": 1}, None, True], ids=repr)
+def test_non_string_text_fields_make_the_report_not_genuine(field: str, value: object) -> None:
+    header = {"status": "runtime_error", "exception": "E", "detail": "d", "traceback": "t"}
 
-    outcome = failed(reported(channel(header)), ErrorCode.RUNTIME_ERROR)
+    outcome = failed(reported(channel({**header, field: value})), ErrorCode.EMPTY_OUTPUT)
 
-    assert outcome.message == "The script raised Exception."
-    assert outcome.details == {"exception": "Exception", "traceback": ""}
+    assert "unrecognised report" in outcome.message
 
 
 def test_memory_error_names_the_limit_in_mib() -> None:
@@ -618,10 +627,17 @@ def test_parse_splits_header_and_body_at_the_first_newline() -> None:
 
 @pytest.mark.parametrize("status", list(HarnessStatus), ids=lambda s: s.value)
 def test_parse_accepts_every_status(status: HarnessStatus) -> None:
-    header = {"status": status.value, "extra": [1]}
+    header = {"status": status.value, "cpu_s": 0.25, "hwm_kib": 9000}
 
     assert parse_harness_report(channel(header)) == (header, b"")
     assert parse_harness_report(channel(header, token=TOKEN), TOKEN) == (header, b"")
+
+
+@pytest.mark.parametrize("status", list(HarnessStatus), ids=lambda s: s.value)
+def test_parse_refuses_a_field_the_status_does_not_carry(status: HarnessStatus) -> None:
+    header = {"status": status.value, "extra": [1]}
+
+    assert parse_harness_report(channel(header)) is None
 
 
 MALFORMED: dict[str, bytes] = {

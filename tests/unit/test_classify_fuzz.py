@@ -62,9 +62,28 @@ optional_header_fields = {
     "line": loose_values,
     "size": loose_values,
 }
-# Headers as the harness writes them, and headers with any status at all.
-known_headers = st.fixed_dictionaries(
-    {"status": st.sampled_from(STATUS_VALUES)}, optional=optional_header_fields
+# Headers as the harness writes them (each status with its own fields, typed, and the usage
+# fields), and headers with any status and any fields at all.
+texts = st.text(max_size=12)
+usage_fields = {"cpu_s": st.floats(0, 10), "hwm_kib": st.integers(0, 1 << 40)}
+GENUINE_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "ok": {},
+    "no_main": {"detail": texts},
+    "non_json": {"detail": texts},
+    "syntax_error": {
+        "exception": texts,
+        "detail": texts,
+        "line": st.one_of(st.none(), st.integers(0, 10_000)),
+        "traceback": texts,
+    },
+    "runtime_error": {"exception": texts, "detail": texts, "traceback": texts},
+    "memory_error": {},
+    "output_limit": {"size": st.integers(0, 1 << 40)},
+}
+known_headers = st.sampled_from(STATUS_VALUES).flatmap(
+    lambda status: st.fixed_dictionaries(
+        {"status": st.just(status)}, optional={**GENUINE_FIELDS[status], **usage_fields}
+    )
 )
 any_headers = st.fixed_dictionaries(
     {"status": st.one_of(st.sampled_from(STATUS_VALUES), loose_values)},
