@@ -902,10 +902,12 @@ def test_busy_when_every_slot_and_the_queue_are_full(single_slot_server: Server)
     assert label == "slow"
     # The refusal came while the slow script was running, not before it started or after it.
     assert started < sent_at and answered_at < ended, (started, sent_at, answered_at, ended)
-    expect_error(refused, "BUSY")
+    busy = expect_error(refused, "BUSY")
     retry_after = header(refused, "Retry-After")
     assert retry_after is not None, refused.headers
-    assert int(retry_after) >= 0
+    # a whole number of seconds (RFC 9110 delay-seconds), the same in the header and the body
+    assert retry_after.isdigit() and int(retry_after) >= 1, retry_after
+    assert busy["retry_after_s"] == int(retry_after), (busy, retry_after)
     assert health.status == 200, health.body  # /health answers while busy
     assert health.json()["ok"] is True
     assert_serving(single_slot_server)  # the slot was given back
