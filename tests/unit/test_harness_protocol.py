@@ -123,7 +123,14 @@ def run_harness(script: str, result_cap: int = 1 << 16) -> Run:
     script_r, script_w = os.pipe()
     channel_r, channel_w = os.pipe()
     job = TOKEN + b"\n" + script.encode()
-    feeder = threading.Thread(target=lambda: (os.write(script_w, job), os.close(script_w)))
+
+    def feed() -> None:
+        view = memoryview(job)
+        while view:
+            view = view[os.write(script_w, view) :]
+        os.close(script_w)
+
+    feeder = threading.Thread(target=feed)
     argv = [sys.executable, "-I", "-S", "-X", "utf8", "-c", source]
     with subprocess.Popen(
         [*argv, str(script_r), str(channel_w), str(result_cap)],
