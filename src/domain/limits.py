@@ -24,6 +24,9 @@ def _not_bool(_inst: object, attribute: attrs.Attribute[int], value: int) -> Non
 _positive_int = [v.instance_of(int), _not_bool, v.gt(0)]
 
 
+CPU_ACCOUNTING_SLACK = 0.9
+
+
 @attrs.frozen(kw_only=True)
 class Limits:
     """Every bound one execution is held to. Defaults are the documented service defaults."""
@@ -44,6 +47,11 @@ class Limits:
         """RLIMIT_CPU counts whole seconds; round up so a 1.5 s limit is not cut to 1 s."""
         whole = int(self.cpu_time_s)
         return whole if whole == self.cpu_time_s else whole + 1
+
+    def cpu_limit_reached(self, cpu_s: float) -> bool:
+        """Whether a measured CPU time is at the CPU limit, within the kernel's accounting
+        granularity: a process killed by RLIMIT_CPU can report a few percent less."""
+        return cpu_s >= CPU_ACCOUNTING_SLACK * self.cpu_time_s
 
     def as_public_dict(self) -> dict[str, float | int]:
         """The effective limits as clients see them (documented in the README)."""

@@ -435,21 +435,10 @@ def main():
 """
 
 
-def test_cpu_limit_under_contention_is_still_a_timeout(
-    cpu_limited_server: Server, request: pytest.FixtureRequest
-) -> None:
+def test_cpu_limit_under_contention_is_still_a_timeout(cpu_limited_server: Server) -> None:
     """Three CPU-bound scripts at once on two cores: each one hits its CPU limit, and each
     answer says so, however the kernel's CPU accounting rounds. Each prints the host time as it
     spins, so the answers show that the three really ran at the same time."""
-    if cpu_limited_server.mode == "nsjail":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: one-shot nsjail answers EMPTY_OUTPUT ('killed by SIGKILL') for a "
-                "script killed at its CPU limit when the CPU time it reports is just below the "
-                "limit (e.g. 975 ms of 1 s); intermittent, about half of such executions",
-            )
-        )
     with ThreadPoolExecutor(3) as pool:
         for _round in range(3):
             answers = list(pool.map(lambda _: cpu_limited_server.execute(TIMED_SPIN), range(3)))

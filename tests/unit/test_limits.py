@@ -146,3 +146,12 @@ def test_as_public_dict_does_not_expose_internal_caps() -> None:
 def test_time_limits_must_be_finite(value: float) -> None:
     with pytest.raises(ValueError, match="finite"):
         Limits(cpu_time_s=value)
+
+
+def test_cpu_limit_reached_allows_for_the_kernels_accounting_only() -> None:
+    limits = Limits(cpu_time_s=2)
+
+    assert limits.cpu_limit_reached(2.0)
+    assert limits.cpu_limit_reached(1.85)  # killed by RLIMIT_CPU, reported a little short
+    assert not limits.cpu_limit_reached(1.5)
+    assert not limits.cpu_limit_reached(0.01)  # e.g. a script that ends itself with status 137

@@ -273,8 +273,8 @@ class NsjailSandbox:
             # The script is PID 1 of its namespace: nothing inside can SIGKILL it, so a
             # SIGKILL we did not send and the OOM killer did not send is RLIMIT_CPU's, when
             # the measured CPU time reached the limit.
-            cpu_killed = report.signal == signal.SIGKILL and (
-                report.cpu_time_s >= job.limits.cpu_time_s
+            cpu_killed = report.signal == signal.SIGKILL and job.limits.cpu_limit_reached(
+                report.cpu_time_s
             )
             if cpu_killed and not report.timed_out and not report.oom_killed:
                 report = attrs.evolve(report, cpu_limit_hit=True)

@@ -550,7 +550,7 @@ class WarmSandbox:
         # The script is PID 1 of its namespace: nothing inside can signal it, and the kernel's
         # SIGXCPU is ignored by such a process, so RLIMIT_CPU ends it with the SIGKILL at the
         # hard limit; blamed on the CPU limit only when the measured CPU time reached it.
-        cpu_killed = report.signal == signal.SIGKILL and cpu_s >= job.limits.cpu_time_s
+        cpu_killed = report.signal == signal.SIGKILL and job.limits.cpu_limit_reached(cpu_s)
         if limit == "cpu" or (cpu_killed and not report.timed_out and not report.oom_killed):
             report = attrs.evolve(report, cpu_limit_hit=True)
         return report
