@@ -174,6 +174,8 @@ def test_expect_continue_with_an_oversized_length_is_refused_without_the_body(sr
 
 def test_metrics_use_prometheus_conventions(srv: Server) -> None:
     srv.execute(SCRIPT)
+    refused = srv.request("POST", "/execute", b"{}", {"Content-Type": "text/plain"})
+    assert refused.status == 415, refused.body
 
     answer = srv.request("GET", "/metrics")
 
@@ -204,7 +206,7 @@ def test_metrics_use_prometheus_conventions(srv: Server) -> None:
         for s in families["safe_exec_rejections"].samples
         if s.name.endswith("_total")
     }
-    assert rejected["UNSUPPORTED_MEDIA_TYPE"] >= 0
+    assert rejected["UNSUPPORTED_MEDIA_TYPE"] >= 1
 
 
 def log_lines(srv: Server, request_id: str) -> list[dict[str, object]]:

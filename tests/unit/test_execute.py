@@ -112,7 +112,7 @@ def test_every_report_is_classified_under_the_service_limits(report: SandboxRepo
         assert outcome == classify(report, LIMITS)
         [(observed, queued_s)] = service.metrics.executions
         assert observed == outcome
-        assert queued_s >= 0
+        assert queued_s < 0.5  # a free slot: nothing to wait for
         assert service.metrics.rejections == []
 
     run(scenario)
