@@ -44,7 +44,10 @@ ERROR_SCHEMA = Schema(
         "stderr_truncated": Schema(type=OpenAPIType.BOOLEAN),
         "exception": Schema(type=OpenAPIType.STRING, description="RUNTIME_ERROR, SYNTAX_ERROR"),
         "traceback": Schema(type=OpenAPIType.STRING, description="RUNTIME_ERROR, SYNTAX_ERROR"),
-        "line": Schema(type=OpenAPIType.INTEGER, description="SYNTAX_ERROR"),
+        "line": Schema(
+            type=[OpenAPIType.INTEGER, OpenAPIType.NULL],
+            description="SYNTAX_ERROR: the line, null when the script is nested too deeply",
+        ),
         "limit": Schema(type=OpenAPIType.STRING, enum=["wall_time", "cpu_time"]),
         "field": Schema(type=OpenAPIType.STRING, description="INVALID_REQUEST"),
         "retry_after_s": Schema(type=OpenAPIType.INTEGER, description="BUSY"),
