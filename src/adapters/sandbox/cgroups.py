@@ -153,13 +153,14 @@ class CgroupScope:
             with contextlib.suppress(BlockingIOError):
                 if os.eventfd_read(self._oom_event) > 0:
                     return True
-        return self._oom_kills() > 0
+        return self._oom_kills(below=True) > 0
 
-    def _oom_kills(self) -> int:
-        """OOM kills in the scope and every group below it: cgroup v1 counts a kill in the
-        group whose task died (nsjail's own child group), not only where the limit is."""
+    def _oom_kills(self, below: bool = False) -> int:
+        """OOM kills in the scope, and with `below` in every group below it too: cgroup v1
+        counts a kill in the group whose task died (nsjail's own child group), not only where
+        the limit is. (Walking the tree costs a stat per file: not for the warm hot path.)"""
         total = 0
-        for group in _subtree(self.dirs["memory"]):
+        for group in _subtree(self.dirs["memory"]) if below else [self.dirs["memory"]]:
             with contextlib.suppress(OSError):
                 text = _read(group / "memory.oom_control")
                 counts = dict(line.split() for line in text.splitlines() if line)
