@@ -55,6 +55,19 @@ class CgroupParent:
         )
 
 
+def execution_scope(
+    parent: CgroupParent | None, name: str, memory_bytes: int, max_pids: int
+) -> CgroupScope | None:
+    """A created scope for one execution; None for a runner without cgroups. Raises OSError
+    when the runner has cgroups but this scope cannot be made: an execution never runs
+    uncapped while the service claims "cgroup-limits"."""
+    if parent is None:
+        return None
+    scope = parent.scope(name, memory_bytes, max_pids)
+    scope.create()
+    return scope
+
+
 def _subtree(directory: Path) -> list[Path]:
     """`directory` and every group below it, deepest first (the order rmdir needs)."""
     found: list[Path] = []

@@ -3,14 +3,13 @@ a cgroup per execution, and the wall-clock limit enforced from outside."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 
 import attrs
 
-from adapters.sandbox.cgroups import CgroupParent, CgroupScope
+from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import ZYGOTE_NEEDS, build_program, kafel_policy
@@ -228,7 +227,15 @@ class NsjailSandbox:
         """Nothing outlives an execution."""
 
     def run(self, job: SandboxJob) -> SandboxReport:
-        scope = self._scope(job)
+        try:
+            scope = execution_scope(
+                self.cgroups, f"slot-{job.slot}", job.limits.memory_bytes, job.limits.max_processes
+            )
+        except OSError as error:
+            return SandboxReport(
+                sandbox_error=f"its cgroup could not be created ({error}); it was not run "
+                "without its memory and process limits"
+            )
         try:
 
             def kill_tree(pid: int) -> None:
@@ -282,19 +289,6 @@ class NsjailSandbox:
         finally:
             if scope is not None:
                 scope.remove()
-
-    def _scope(self, job: SandboxJob) -> CgroupScope | None:
-        if self.cgroups is None:
-            return None
-        scope = self.cgroups.scope(
-            f"slot-{job.slot}",
-            memory_bytes=job.limits.memory_bytes,
-            max_pids=job.limits.max_processes,
-        )
-        with contextlib.suppress(OSError):
-            scope.create()
-            return scope
-        return None
 
 
 def warm_nsjail(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from adapters.sandbox.cgroups import CgroupParent, CgroupScope
+from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
 from adapters.sandbox.process import Launch, reap_orphans, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
@@ -183,7 +183,18 @@ class RlimitSandbox:
                 sandbox_error="the rlimit runner needs root to run scripts as another user"
             )
         uid = self.uid_base + job.slot
-        scope = self._scope(job)
+        try:
+            scope = execution_scope(
+                self.cgroups,
+                f"rlimit-slot-{job.slot}",
+                job.limits.memory_bytes,
+                job.limits.max_processes,
+            )
+        except OSError as error:
+            return SandboxReport(
+                sandbox_error=f"its cgroup could not be created ({error}); it was not run "
+                "without its memory and process limits"
+            )
         workdir = None if self.use_namespaces else self._make_workdir(uid)
         preexec = self._preexec(job.limits, uid, scope, workdir)
 
@@ -229,17 +240,6 @@ class RlimitSandbox:
                 scope.remove()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
-
-    def _scope(self, job: SandboxJob) -> CgroupScope | None:
-        if self.cgroups is None:
-            return None
-        scope = self.cgroups.scope(
-            f"rlimit-slot-{job.slot}", job.limits.memory_bytes, job.limits.max_processes
-        )
-        with contextlib.suppress(OSError):
-            scope.create()
-            return scope
-        return None
 
     @staticmethod
     def _make_workdir(uid: int) -> str:
