@@ -321,9 +321,9 @@ def warm_rlimit(
     sandbox: RlimitSandbox, limits: Limits, slots: int, preload: tuple[str, ...]
 ) -> WarmSandbox:
     """rlimit-warm: per slot, root zygotes exec'ed with an empty environment (never forked from
-    the service); each execution gets its own PID, mount, IPC, UTS and network namespaces, a
-    read-only host tree with the service hidden, fresh tmpfs scratch directories, the slot's
-    uid, rlimits and seccomp-bpf."""
+    the service); each execution gets its own PID, mount and IPC namespaces (network and UTS:
+    its zygote's), a minimal root of the runtime alone, fresh tmpfs scratch directories, the
+    slot's uid, rlimits and seccomp-bpf."""
     program = sandbox.seccomp.program if sandbox.seccomp is not None else None
     unusable = None
     if os.geteuid() != 0:
