@@ -173,8 +173,8 @@ class Pending:
     setup_cpu_s: float = 0.0  # what confining itself cost, said with "ready"
     answered_early: bool = False  # answered from its report, before its exit was reported
 
-    def wait_ready(self, timeout_s: float) -> int:
-        """The execution's pid once it is confined and waiting for its job."""
+    def wait_ready(self, timeout_s: float) -> None:
+        """Return once the execution is confined and waiting for its job (`pid` then set)."""
         if self.pid is None:
             message, pid = _receive(self.status, timeout_s)
             if not message.startswith(b"ready") or pid is None:
@@ -192,7 +192,6 @@ class Pending:
         poller.register(self.pidfd, select.POLLIN)
         if poller.poll(0):  # readable: it has exited (its zygote died, or it was killed)
             raise ZygoteFailed("the execution process is gone")
-        return self.pid
 
     def close(self) -> None:
         _close_all((self.job_w, self.stdout_r, self.stderr_r, self.channel_r, self.pidfd))
@@ -369,6 +368,7 @@ class WarmSandbox:
         with self._slots_lock:
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
+            slot.wait_for_previous()  # its pidfd, if the last execution was answered early
             for zygote in slot.zygotes.values():
                 zygote.stop()
             if slot.scope is not None:
