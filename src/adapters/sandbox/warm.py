@@ -119,31 +119,25 @@ def slot_cpu(slot: int) -> int | None:
     return cpus[slot % len(cpus)] if cpus else None
 
 
-def _receive(sock: socket.socket, timeout_s: float) -> tuple[bytes, int | None]:
-    """One message and the sender's pid in our PID namespace (SO_PASSCRED), or b"" at EOF."""
+STANDBY_FDS = ("job", "stdout", "stderr", "channel", "status")
+ANCILLARY_SPACE = socket.CMSG_SPACE(len(STANDBY_FDS) * 4) + socket.CMSG_SPACE(UCRED.size)
+
+
+def _receive(sock: socket.socket, timeout_s: float) -> tuple[bytes, list[int], int | None]:
+    """One message (b"" at EOF), the descriptors it carries (SCM_RIGHTS) and its sender's pid
+    in our PID namespace (SO_PASSCRED)."""
     ready, _w, _x = select.select([sock], [], [], timeout_s)
     if not ready:
         raise ZygoteFailed(f"no answer within {timeout_s:g} s")
-    message, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(UCRED.size))
-    pid = None
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-            pid = UCRED.unpack(data[: UCRED.size])[0]
-    return message, pid
-
-
-STANDBY_FDS = ("job", "stdout", "stderr", "channel", "status")
-
-
-def _receive_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One message and the descriptors it carries (SCM_RIGHTS)."""
-    space = socket.CMSG_SPACE(len(STANDBY_FDS) * 4) + socket.CMSG_SPACE(UCRED.size)
-    message, ancillary, _flags, _address = sock.recvmsg(65536, space)
+    message, ancillary, _flags, _address = sock.recvmsg(65536, ANCILLARY_SPACE)
     fds: list[int] = []
+    pid = None
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds += struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
-    return message, fds
+        elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = UCRED.unpack(data[: UCRED.size])[0]
+    return message, fds, pid
 
 
 def _seqpacket_pair() -> tuple[socket.socket, socket.socket]:
@@ -176,7 +170,7 @@ class Pending:
     def wait_ready(self, timeout_s: float) -> None:
         """Return once the execution is confined and waiting for its job (`pid` then set)."""
         if self.pid is None:
-            message, pid = _receive(self.status, timeout_s)
+            message, _fds, pid = _receive(self.status, timeout_s)
             if not message.startswith(b"ready") or pid is None:
                 why = message.decode(errors="replace") or "its zygote died"
                 raise ZygoteFailed(f"the execution process did not start: {why}")
@@ -223,7 +217,7 @@ class Zygote:
             raise
 
     def _handshake(self, config: dict[str, Any], scope: CgroupScope | None) -> None:
-        message, pid = _receive(self.control, START_TIMEOUT_S)
+        message, _fds, pid = _receive(self.control, START_TIMEOUT_S)
         if message != b"hello" or pid is None:
             raise ZygoteFailed(f"the {self.kind} zygote did not start ({message[:200]!r})")
         self.pid = pid
@@ -234,7 +228,7 @@ class Zygote:
         with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w") as handle:
             handle.write("-1000")
         self.control.sendmsg([json.dumps(config).encode()])
-        message, _pid = _receive(self.control, START_TIMEOUT_S)
+        message, _fds, _pid = _receive(self.control, START_TIMEOUT_S)
         if message != b"ready":
             why = message.decode(errors="replace") or "it exited"
             raise ZygoteFailed(f"the {self.kind} zygote failed to warm up: {why}")
@@ -272,7 +266,7 @@ class Zygote:
         """Receive what the zygote sent: standby processes, or why it could not fork."""
         while select.select([self.control], [], [], timeout_s)[0]:
             timeout_s = 0.0
-            message, fds = _receive_fds(self.control)
+            message, fds, _pid = _receive(self.control, 0.0)  # readable: returns at once
             if message == b"standby" and len(fds) == len(STANDBY_FDS):
                 job_w, stdout_r, stderr_r, channel_r, status = fds
                 self.standby.append(
