@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from adapters.auth import parse_keys
 from adapters.logs import LOG_FORMATS
 from adapters.sandbox.lease import RANGE_STRIDE, UID_BASE_MAX, UID_BASE_MIN
 from adapters.sandbox.runtime import default_interpreter
@@ -195,6 +196,8 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "SANDBOX_SITE": (str, DEFAULT_SITE, "a directory of sandbox libraries"),
     "SHUTDOWN_GRACE_S": (_positive_float, "", "seconds > 0 (default: WALL_TIME_S + 2)"),
     "LOG_FORMAT": (_log_format, "text", "one of text, json"),
+    "API_KEYS": (str, "", "comma-separated keys without whitespace (empty: no keys required)"),
+    "API_KEYS_FILE": (str, "", "a readable file of keys, one per line ('#' comments)"),
 }
 
 
@@ -213,6 +216,7 @@ class Settings:
     shutdown_grace_s: float
     log_format: str = "text"
     preload: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = attrs.field(default=(), repr=False)  # secrets: never shown
 
     @classmethod
     def from_env(
@@ -268,4 +272,23 @@ class Settings:
             shutdown_grace_s=get("SHUTDOWN_GRACE_S", wall + 2),
             log_format=get("LOG_FORMAT"),
             preload=get("PRELOAD"),
+            api_keys=_api_keys(get("API_KEYS"), get("API_KEYS_FILE")),
         )
+
+
+def _api_keys(listed: str, file: str) -> tuple[str, ...]:
+    """The keys of API_KEYS and API_KEYS_FILE together. The error never quotes a key."""
+    try:
+        keys = parse_keys(listed)
+    except ValueError as error:
+        raise SettingsError(f"API_KEYS is invalid: {error}") from None
+    if file:
+        try:
+            keys += parse_keys(Path(file).read_text(encoding="utf-8"), separators="")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"API_KEYS_FILE cannot be read: {error}") from None
+        except ValueError as error:
+            raise SettingsError(f"API_KEYS_FILE is invalid: {error}") from None
+        if not keys:
+            raise SettingsError(f"API_KEYS_FILE {file!r} holds no key")
+    return tuple(dict.fromkeys(keys))

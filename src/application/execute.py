@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
+import attrs
+
 from application.ports import Metrics, Sandbox, SandboxJob
 from application.slots import ExecutionSlots, SlotsBusy, SlotsClosed
 from domain.classify import classify
@@ -60,7 +62,14 @@ class ExecuteScript:
             self._slots.release(slot)
             return self._reject(ErrorCode.UNAVAILABLE, "No working sandbox is available.")
         queued_s = time.monotonic() - queued_at
-        job = SandboxJob(script=request.script, limits=self._limits, slot=slot)
+        limits = request.limits_within(self._limits)
+        job = SandboxJob(
+            script=request.script,
+            limits=limits,
+            slot=slot,
+            stdin=request.stdin,
+            input_json=request.input_json,
+        )
         try:
             running = asyncio.get_running_loop().run_in_executor(self._executor, sandbox.run, job)
         except BaseException:
@@ -72,19 +81,20 @@ class ExecuteScript:
         try:
             report = await asyncio.shield(running)
         except Exception as error:  # a runner bug must still give the client a contract answer
-            return self._failed_run(error, queued_s)
-        outcome = classify(report, self._limits)
+            return self._failed_run(error, queued_s, limits)
+        outcome = attrs.evolve(classify(report, limits), limits=limits)
         self._metrics.observe_execution(outcome, queued_s)
         return outcome
 
-    def _failed_run(self, error: Exception, queued_s: float) -> Failure:
+    def _failed_run(self, error: Exception, queued_s: float, limits: Limits) -> Failure:
         failure = Failure(
             code=ErrorCode.EMPTY_OUTPUT,
             message=f"The sandbox failed: {type(error).__name__}: {error}.",
+            limits=limits,
         )
         self._metrics.observe_execution(failure, queued_s)
         return failure
 
     def _reject(self, code: ErrorCode, message: str, **details: object) -> Failure:
         self._metrics.observe_rejection(code.code)
-        return Failure(code=code, message=message, details=dict(details))
+        return Failure(code=code, message=message, details=dict(details), limits=self._limits)

@@ -20,6 +20,8 @@ class SandboxJob:
     script: Script
     limits: Limits
     slot: int = 0
+    stdin: str | None = None  # None: the script's stdin is empty
+    input_json: str | None = None  # None: main() is called without an argument
 
 
 class Sandbox(Protocol):

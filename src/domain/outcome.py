@@ -7,9 +7,11 @@ from typing import Any
 
 import attrs
 
+from domain.limits import Limits
+
 
 class ErrorCode(enum.Enum):
-    """The contract's error codes, each with its HTTP status (shared/contract.md, version 1)."""
+    """The contract's error codes, each with its HTTP status (shared/contract.md, versions 1-2)."""
 
     NO_MAIN = ("NO_MAIN", 400)
     NON_JSON_RETURN = ("NON_JSON_RETURN", 400)
@@ -23,6 +25,8 @@ class ErrorCode(enum.Enum):
     PAYLOAD_TOO_LARGE = ("PAYLOAD_TOO_LARGE", 413)
     BUSY = ("BUSY", 429)
     UNAVAILABLE = ("UNAVAILABLE", 503)
+    # Version 2: API keys, when the operator configures them.
+    UNAUTHORIZED = ("UNAUTHORIZED", 401)
     # Clarifications (every version): answers about the HTTP exchange itself.
     NOT_FOUND = ("NOT_FOUND", 404)
     METHOD_NOT_ALLOWED = ("METHOD_NOT_ALLOWED", 405)
@@ -60,6 +64,7 @@ class Success:
     result_json: str
     output: Output
     usage: Usage
+    limits: Limits | None = None  # the effective limits it ran under
 
 
 @attrs.frozen(kw_only=True)
@@ -74,6 +79,7 @@ class Failure:
     output: Output = attrs.field(factory=Output)
     usage: Usage | None = None
     details: dict[str, Any] = attrs.field(factory=dict)
+    limits: Limits | None = None  # the effective limits (for a rejection: the server's)
 
 
 Outcome = Success | Failure

@@ -55,6 +55,7 @@ def create_app(container: Container | None = None) -> Litestar:
             "isolation": list(sandbox.isolation) if sandbox is not None else [],
             "slots": {"capacity": slots.capacity, "in_use": slots.in_use, "queued": slots.waiting},
             "limits": settings.limits.as_public_dict(),
+            "auth_required": container.api_keys().required,
         }
         if state["stopping"]:
             return False, {**details, "reason": "shutting down"}
@@ -77,5 +78,6 @@ def create_app(container: Container | None = None) -> Litestar:
         max_body_bytes=settings.max_body_bytes,
         runner=container.runner_name(),
         observe_rejection=container.metrics().observe_rejection,
+        api_keys=container.api_keys(),
         lifespan=[lifespan],
     )

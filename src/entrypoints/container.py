@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from adapters.auth import ApiKeys
 from adapters.metrics import PrometheusMetrics
 from adapters.sandbox.cgroups import CgroupParent
 from adapters.sandbox.lease import UidLease, lease_uid_range
@@ -113,6 +114,7 @@ class Container(containers.DeclarativeContainer):
         },
     )
 
+    api_keys = providers.Singleton(ApiKeys, settings.provided.api_keys)
     active_sandbox = providers.Singleton(ActiveSandbox)
     runner_name = providers.Singleton(active_runner_name, active_sandbox)
     slots = providers.Singleton(

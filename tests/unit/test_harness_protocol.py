@@ -8,6 +8,7 @@ runners start it, to check that every report it writes passes the service's vali
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -18,8 +19,12 @@ from typing import Any
 import attrs
 import pytest
 
+from adapters.sandbox.protocol import job_payload
+from application.ports import SandboxJob
 from domain.classify import parse_harness_report
+from domain.limits import Limits
 from domain.report import HEADER_CAP_BYTES, TEXT_CAP_BYTES, HarnessStatus
+from domain.request import Script
 
 HARNESS = Path(__file__).resolve().parents[2] / "src" / "adapters" / "sandbox" / "harness.py"
 
@@ -117,12 +122,13 @@ class Run:
         return parsed
 
 
-def run_harness(script: str, result_cap: int = 1 << 16) -> Run:
-    """The harness as the one-shot runners start it: python -I -S -X utf8 -c <harness>."""
+def run_harness(script: str, result_cap: int = 1 << 16, call: bytes = b"{}") -> Run:
+    """The harness as the one-shot runners start it: python -I -S -X utf8 -c <harness>.
+    `call` is the job's line of call details (adapters/sandbox/protocol.py)."""
     source = HARNESS.read_text(encoding="utf-8") + "\n_bootstrap()\n"
     script_r, script_w = os.pipe()
     channel_r, channel_w = os.pipe()
-    job = TOKEN + b"\n" + script.encode()
+    job = TOKEN + b"\n" + call + b"\n" + script.encode()
 
     def feed() -> None:
         view = memoryview(job)
@@ -224,3 +230,21 @@ def test_a_forked_child_raising_exits_1_and_returning_exits_0() -> None:
 def cpu_and_memory(run: Run) -> dict[str, Any]:
     header = run.report()[0]
     return {"cpu_s": header["cpu_s"], "hwm_kib": header["hwm_kib"]}
+
+
+def test_the_job_built_by_the_runners_gives_main_its_input_and_the_script_its_stdin() -> None:
+    job = SandboxJob(
+        script=Script("x"),
+        limits=Limits(),
+        stdin="line 1\nline 2\n",
+        input_json='{"k": [1, 2**70]}'.replace("2**70", str(2**70)),
+    )
+    token_line, call, _script = job_payload(job, TOKEN).split(b"\n", 2)
+    script = "import sys\ndef main(x):\n    return [x, input(), sys.stdin.read()]\n"
+
+    run = run_harness(script, call=call)
+
+    header, body = run.report()
+    assert token_line == TOKEN
+    assert header["status"] == "ok"
+    assert json.loads(body) == [{"k": [1, 2**70]}, "line 1", "line 2\n"]

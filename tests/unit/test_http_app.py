@@ -14,6 +14,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from adapters.auth import ApiKeys
 from adapters.http.api import build_app
 from adapters.http.openapi import ERROR_EXAMPLES
 from domain.limits import Limits
@@ -60,11 +61,14 @@ def success() -> Success:
         result_json="1",
         output=Output(stdout=SECRET + "\n"),
         usage=Usage(wall_time_s=0.03, cpu_time_s=0.02),
+        limits=LIMITS,
     )
 
 
 def make_app(
-    execute: FakeExecute | None = None, healthy: bool | Exception = True
+    execute: FakeExecute | None = None,
+    healthy: bool | Exception = True,
+    api_keys: ApiKeys | None = None,
 ) -> tuple[Litestar, FakeExecute, list[str]]:
     execute = execute or FakeExecute(success())
     rejections: list[str] = []
@@ -82,6 +86,7 @@ def make_app(
         max_body_bytes=1000,
         runner=lambda: "fake",
         observe_rejection=rejections.append,
+        api_keys=api_keys,
     )
     return app, execute, rejections
 
@@ -267,3 +272,51 @@ def test_the_openapi_document_shows_every_contract_code_with_an_example(
         "application/json"
     ]["schema"]
     assert set(error_schema["properties"]["error"]["enum"]) == {c.code for c in ErrorCode}
+
+
+def test_with_keys_configured_a_request_without_one_runs_nothing_and_is_counted() -> None:
+    app, execute, rejections = make_app(api_keys=ApiKeys(["s3cret-key"]))
+    with TestClient(app) as keyed:
+        refused = keyed.post(
+            "/execute", content=SCRIPT_BODY, headers={"Content-Type": "application/json"}
+        )
+        admitted = keyed.post(
+            "/execute",
+            content=SCRIPT_BODY,
+            headers={"Content-Type": "application/json", "Authorization": "Bearer s3cret-key"},
+        )
+        health = keyed.get("/health")
+
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "UNAUTHORIZED"
+    assert refused.headers["www-authenticate"] == 'Bearer realm="safe-exec"'
+    assert refused.json()["limits"] == LIMITS.as_public_dict()
+    assert admitted.status_code == 200
+    assert len(execute.requests) == 1  # only the admitted one reached the use case
+    assert rejections == ["UNAUTHORIZED"]
+    assert health.status_code == 200
+
+
+def test_the_key_is_checked_before_the_body_is_judged() -> None:
+    app, execute, _rejections = make_app(api_keys=ApiKeys(["s3cret-key"]))
+    with TestClient(app) as keyed:
+        answer = keyed.post("/execute", content=b"not json", headers={"Content-Type": "text/plain"})
+
+    assert answer.status_code == 401  # a stranger learns nothing about what we accept
+    assert execute.requests == []
+
+
+def test_the_openapi_document_names_the_contract_version_and_the_v2_fields(
+    client: TestClient[Litestar],
+) -> None:
+    document = client.get("/schema/openapi.json").json()
+
+    assert document["info"]["version"] == "2.0.0"
+    operation = document["paths"]["/execute"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"script", "timeout_s", "memory_mb", "stdin", "input"}
+    assert operation["security"] == [{}, {"apiKey": []}]
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    ok = operation["responses"]["200"]["content"]["application/json"]
+    assert "limits" in ok["schema"]["properties"]
+    assert "limits" in ok["examples"]["ok"]["value"]

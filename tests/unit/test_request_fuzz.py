@@ -7,8 +7,14 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.limits import Limits
-from domain.request import ExecuteRequest, RequestRejected, parse_execute_body
+from domain.limits import MIB, Limits
+from domain.request import (
+    ALLOWED_FIELDS,
+    MIN_MEMORY_MB,
+    ExecuteRequest,
+    RequestRejected,
+    parse_execute_body,
+)
 
 FUZZ = settings(max_examples=200, deadline=None)
 LIMITS = Limits(script_cap_bytes=64)
@@ -39,7 +45,8 @@ any_text = st.text(
 script_values = st.one_of(any_text, json_values)
 payloads = st.dictionaries(
     keys=st.one_of(
-        st.sampled_from(["script", "Script", "timeout_s", "input"]), st.text(max_size=6)
+        st.sampled_from(["script", "Script", "timeout_s", "memory_mb", "stdin", "input"]),
+        st.text(max_size=6),
     ),
     values=script_values,
     max_size=3,
@@ -58,18 +65,40 @@ def parse_or_rejection(raw: bytes, limits: Limits) -> ExecuteRequest | RequestRe
         return error
 
 
-def acceptable(payload: dict[str, object], limits: Limits) -> bool:
-    """The contract's rules, restated: exactly one field, a non-empty NUL-free UTF-8 string."""
-    if set(payload) != {"script"}:
-        return False
-    script = payload["script"]
-    if not isinstance(script, str) or script == "" or "\x00" in script:
-        return False
+def _utf8(text: str) -> bool:
     try:
-        size = len(script.encode("utf-8"))
+        text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return size <= limits.script_cap_bytes
+    return True
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def acceptable(payload: dict[str, object], limits: Limits) -> bool:
+    """The contract's rules, restated: a non-empty NUL-free UTF-8 `script` within the cap,
+    only the version 2 fields besides it, each within its documented range."""
+    if "script" not in payload or not set(payload) <= set(ALLOWED_FIELDS):
+        return False
+    script = payload["script"]
+    if not isinstance(script, str) or script == "" or "\x00" in script or not _utf8(script):
+        return False
+    if len(script.encode("utf-8")) > limits.script_cap_bytes:
+        return False
+    timeout = payload.get("timeout_s", 1)
+    if not _number(timeout) or not 0 < timeout <= limits.wall_time_s:  # type: ignore[operator]
+        return False
+    memory = payload.get("memory_mb", MIN_MEMORY_MB)
+    if not isinstance(memory, int) or isinstance(memory, bool):
+        return False
+    if not MIN_MEMORY_MB <= memory <= limits.memory_bytes // MIB:
+        return False
+    stdin = payload.get("stdin", "")
+    if not isinstance(stdin, str) or not _utf8(stdin):
+        return False
+    return len(stdin.encode("utf-8")) <= limits.script_cap_bytes
 
 
 @FUZZ
@@ -97,7 +126,12 @@ def test_arbitrary_objects_are_accepted_exactly_when_the_contract_allows(
 
     outcome = parse_or_rejection(raw, LIMITS)
 
-    if acceptable(payload, LIMITS):
+    try:
+        raw.decode("utf-8")
+        utf8_body = True
+    except UnicodeDecodeError:  # a lone surrogate written raw (ensure_ascii=False)
+        utf8_body = False
+    if acceptable(payload, LIMITS) and utf8_body:
         assert isinstance(outcome, ExecuteRequest)
         assert outcome.script.source == payload["script"]
     else:

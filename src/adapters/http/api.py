@@ -11,8 +11,10 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from adapters import request_record
+from adapters.auth import ApiKeys
 from adapters.http.body import (
     DRAIN_LIMIT_BYTES,
     BodyHeaders,
@@ -33,15 +35,22 @@ log = logging.getLogger("safe_exec.http")
 JSON = "application/json"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CLOSE = {"Connection": "close"}
+CONTRACT_VERSION = "2.0.0"  # the OpenAPI document's info.version: the contract's version
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="safe-exec"'}
 
 
 def _json_response(status: int, body: bytes, headers: Mapping[str, str]) -> Response[bytes]:
     return Response(content=body, status_code=status, media_type=JSON, headers=dict(headers))
 
 
-def _answer(code: ErrorCode, message: str, headers: Mapping[str, str] = {}) -> Response[bytes]:
+def _answer(
+    code: ErrorCode,
+    message: str,
+    headers: Mapping[str, str] = {},
+    limits: Limits | None = None,
+) -> Response[bytes]:
     request_record.note(code=code.code)
-    status, body, extra = rejection(code, message)
+    status, body, extra = rejection(code, message, limits)
     return _json_response(status, body, {**extra, **headers})
 
 
@@ -78,12 +87,15 @@ def build_app(
     runner: Callable[[], str | None] = lambda: None,
     observe_rejection: Callable[[str], None] = lambda _code: None,
     drain_limit_bytes: int = DRAIN_LIMIT_BYTES,
+    api_keys: ApiKeys | None = None,
 ) -> Litestar:
-    public_limits = limits.as_public_dict()
+    keys = api_keys or ApiKeys()
 
-    def refuse(code: ErrorCode, message: str, *, drained: bool = True) -> Response[bytes]:
+    def refuse(
+        code: ErrorCode, message: str, *, drained: bool = True, headers: Mapping[str, str] = {}
+    ) -> Response[bytes]:
         observe_rejection(code.code)
-        return _answer(code, message, {} if drained else CLOSE)
+        return _answer(code, message, {**headers, **({} if drained else CLOSE)}, limits)
 
     @get("/health", sync_to_thread=False, operation_class=DocumentedOperation)
     def health_route() -> Response[dict[str, Any]]:
@@ -106,6 +118,14 @@ def build_app(
     @post("/execute", operation_class=ExecuteOperation, request_max_body_size=None)
     async def execute_route(request: Request[Any, Any, Any]) -> Response[bytes]:
         headers = BodyHeaders.parse(request.scope["headers"])
+        if not keys.admits_authorization(request.headers.get("authorization")):
+            drained = await discard_body(request.receive, headers, drain_limit_bytes)
+            return refuse(
+                ErrorCode.UNAUTHORIZED,
+                "A valid API key is required: send it as 'Authorization: Bearer <key>'.",
+                drained=drained,
+                headers=UNAUTHORIZED_HEADERS,
+            )
         if not is_json_media_type(headers.content_type):
             drained = await discard_body(request.receive, headers, drain_limit_bytes)
             return refuse(
@@ -135,9 +155,9 @@ def build_app(
             details = {"field": rejected.field} if rejected.field else {}
             observe_rejection(code.code)
             request_record.note(code=code.code)
-            return _json_response(*rejection(code, rejected.message, **details))
+            return _json_response(*rejection(code, rejected.message, limits, **details))
         outcome = await execute(parsed)
-        _note_outcome(outcome, runner(), public_limits)
+        _note_outcome(outcome, runner())
         return _json_response(*render(outcome))
 
     @get(
@@ -155,8 +175,20 @@ def build_app(
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
             title="safe-exec",
-            version="1.0.0",
-            description="Runs untrusted Python in a sandbox. Contract: shared/contract.md v1.",
+            version=CONTRACT_VERSION,
+            description="Runs untrusted Python in a sandbox. Contract: shared/contract.md "
+            "version 2 (version 1 requests are valid version 2 requests). With API keys "
+            "configured, /execute needs 'Authorization: Bearer <key>'; /health stays open.",
+            security=[],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="Only when the operator configures API_KEYS or API_KEYS_FILE",
+                    )
+                }
+            ),
         ),
         logging_config=None,
         debug=False,
@@ -166,9 +198,11 @@ def build_app(
     return app
 
 
-def _note_outcome(outcome: Outcome, runner: str | None, limits: dict[str, Any]) -> None:
+def _note_outcome(outcome: Outcome, runner: str | None) -> None:
     """The execution's facts for the request's log line (never the script or its output)."""
-    fields: dict[str, Any] = {"runner": runner, "limits": limits}
+    fields: dict[str, Any] = {"runner": runner}
+    if outcome.limits is not None:
+        fields["limits"] = outcome.limits.as_public_dict()
     if outcome.usage is not None:
         fields["wall_ms"] = round(outcome.usage.wall_time_s * 1000, 1)
         fields["cpu_ms"] = round(outcome.usage.cpu_time_s * 1000, 1)

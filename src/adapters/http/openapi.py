@@ -18,6 +18,7 @@ from litestar.openapi.spec import (
 )
 
 from domain.outcome import ErrorCode
+from domain.request import MIN_MEMORY_MB
 
 JSON = "application/json"
 _STR = Schema(type=OpenAPIType.STRING)
@@ -29,6 +30,24 @@ _USAGE = Schema(
         "peak_memory_bytes": Schema(
             one_of=[Schema(type=OpenAPIType.INTEGER), Schema(type=OpenAPIType.NULL)]
         ),
+    },
+)
+_INT = Schema(type=OpenAPIType.INTEGER)
+_NUM = Schema(type=OpenAPIType.NUMBER)
+_LIMITS = Schema(
+    type=OpenAPIType.OBJECT,
+    description="The effective limits the execution ran under (version 2); on a refusal, "
+    "the server's limits.",
+    properties={
+        "wall_time_s": _NUM,
+        "cpu_time_s": _NUM,
+        "memory_mb": _INT,
+        "max_processes": _INT,
+        "max_open_files": _INT,
+        "tmp_size_mb": _INT,
+        "stdout_cap_bytes": _INT,
+        "result_cap_bytes": _INT,
+        "script_cap_bytes": _INT,
     },
 )
 ERROR_SCHEMA = Schema(
@@ -52,6 +71,7 @@ ERROR_SCHEMA = Schema(
         "field": Schema(type=OpenAPIType.STRING, description="INVALID_REQUEST"),
         "retry_after_s": Schema(type=OpenAPIType.INTEGER, description="BUSY"),
         "usage": _USAGE,
+        "limits": _LIMITS,
     },
 )
 SUCCESS_SCHEMA = Schema(
@@ -64,11 +84,23 @@ SUCCESS_SCHEMA = Schema(
         "stdout_truncated": Schema(type=OpenAPIType.BOOLEAN),
         "stderr_truncated": Schema(type=OpenAPIType.BOOLEAN),
         "usage": _USAGE,
+        "limits": _LIMITS,
     },
 )
 
 _USAGE_EXAMPLE = {"wall_time_ms": 40.5, "cpu_time_ms": 18.5, "peak_memory_bytes": 4186112}
-_RAN = {"stdout": "", "stderr": "", "usage": _USAGE_EXAMPLE}
+_LIMITS_EXAMPLE = {
+    "wall_time_s": 5.0,
+    "cpu_time_s": 5.0,
+    "memory_mb": 512,
+    "max_processes": 32,
+    "max_open_files": 64,
+    "tmp_size_mb": 64,
+    "stdout_cap_bytes": 1048576,
+    "result_cap_bytes": 1048576,
+    "script_cap_bytes": 262144,
+}
+_RAN = {"stdout": "", "stderr": "", "usage": _USAGE_EXAMPLE, "limits": _LIMITS_EXAMPLE}
 _REFUSED = {"stdout": "", "stderr": ""}
 ERROR_EXAMPLES: dict[ErrorCode, dict[str, Any]] = {
     ErrorCode.NO_MAIN: {
@@ -134,6 +166,10 @@ ERROR_EXAMPLES: dict[ErrorCode, dict[str, Any]] = {
         "message": "The body must be sent as application/json (or a +json type); got 'text/plain'.",
         **_REFUSED,
     },
+    ErrorCode.UNAUTHORIZED: {
+        "message": "A valid API key is required: send it as 'Authorization: Bearer <key>'.",
+        **_REFUSED,
+    },
     ErrorCode.INTERNAL_ERROR: {
         "message": "The service failed unexpectedly (request id 0f3c...); nothing was run "
         "or its result was lost.",
@@ -168,8 +204,8 @@ DEFAULT_RESPONSE = error_response("any other answer has the failure shape", list
 
 EXECUTE_REQUEST_BODY = RequestBody(
     required=True,
-    description="Content-Type application/json (or +json). Exactly one field; unknown fields "
-    "and duplicated keys are rejected with INVALID_REQUEST.",
+    description="Content-Type application/json (or +json). Unknown fields and duplicated keys "
+    "are rejected with INVALID_REQUEST naming the field; so is a field outside its range.",
     content={
         JSON: OpenAPIMediaType(
             schema=Schema(
@@ -179,7 +215,29 @@ EXECUTE_REQUEST_BODY = RequestBody(
                         type=OpenAPIType.STRING,
                         min_length=1,
                         description="Python source that defines main(); UTF-8, no NUL",
-                    )
+                    ),
+                    "timeout_s": Schema(
+                        type=OpenAPIType.NUMBER,
+                        exclusive_minimum=0,
+                        description="Version 2: wall-clock limit for this execution, at most "
+                        "the server's (GET /health: limits.wall_time_s); the CPU limit is "
+                        "lowered to it too",
+                    ),
+                    "memory_mb": Schema(
+                        type=OpenAPIType.INTEGER,
+                        minimum=MIN_MEMORY_MB,
+                        description="Version 2: memory limit for this execution, at most the "
+                        "server's (limits.memory_mb)",
+                    ),
+                    "stdin": Schema(
+                        type=OpenAPIType.STRING,
+                        description="Version 2: what the script reads from sys.stdin, capped "
+                        "like the script; absent: empty",
+                    ),
+                    "input": Schema(
+                        description="Version 2: any JSON value, passed as main(input); "
+                        "absent: main() is called without an argument",
+                    ),
                 },
                 required=["script"],
                 additional_properties=False,
@@ -187,7 +245,18 @@ EXECUTE_REQUEST_BODY = RequestBody(
             examples={
                 "hello": Example(
                     value={"script": 'def main():\n    print("hi")\n    return {"sum": 1 + 2}\n'}
-                )
+                ),
+                "input_and_limits": Example(
+                    summary="version 2: input, stdin and lower limits",
+                    value={
+                        "script": "import sys\n\ndef main(numbers):\n"
+                        "    return {'total': sum(numbers), 'line': sys.stdin.readline()}\n",
+                        "input": [1, 2, 3],
+                        "stdin": "first line\n",
+                        "timeout_s": 2,
+                        "memory_mb": 128,
+                    },
+                ),
             },
         )
     },
@@ -208,6 +277,7 @@ class ExecuteOperation(Operation):
 
     def __post_init__(self) -> None:
         self.request_body = EXECUTE_REQUEST_BODY
+        self.security = [{}, {"apiKey": []}]  # a key only where the operator configured keys
         by_status: dict[int, list[ErrorCode]] = {}
         for code in ErrorCode:
             if code is not ErrorCode.NOT_FOUND:
@@ -224,6 +294,7 @@ class ExecuteOperation(Operation):
                                 "stdout": "hi\n",
                                 "stderr": "",
                                 "usage": _USAGE_EXAMPLE,
+                                "limits": _LIMITS_EXAMPLE,
                             }
                         )
                     },

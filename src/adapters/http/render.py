@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from domain.limits import Limits
 from domain.outcome import ErrorCode, Failure, Outcome, Output, Success, Usage
 
 
@@ -29,6 +30,10 @@ def _streams(output: Output) -> dict[str, Any]:
     return fields
 
 
+def _limits(limits: Limits | None) -> dict[str, Any]:
+    return {} if limits is None else {"limits": limits.as_public_dict()}
+
+
 def render(outcome: Outcome) -> tuple[int, bytes, dict[str, str]]:
     """(HTTP status, JSON body, extra headers) for one outcome.
 
@@ -36,7 +41,9 @@ def render(outcome: Outcome) -> tuple[int, bytes, dict[str, str]]:
     re-encoding would alter (integers beyond 64 bits, float spellings) reach the client as
     json.dumps wrote them."""
     if isinstance(outcome, Success):
-        rest = json.dumps({**_streams(outcome.output), **_usage(outcome.usage)})
+        rest = json.dumps(
+            {**_streams(outcome.output), **_usage(outcome.usage), **_limits(outcome.limits)}
+        )
         return 200, f'{{"result": {outcome.result_json}, {rest[1:]}'.encode(), {}
     return failure_response(outcome)
 
@@ -46,6 +53,7 @@ def failure_response(failure: Failure) -> tuple[int, bytes, dict[str, str]]:
     body.update(_streams(failure.output))
     body.update({k: v for k, v in failure.details.items() if k != "retry_after_s"})
     body.update(_usage(failure.usage))
+    body.update(_limits(failure.limits))
     headers: dict[str, str] = {}
     if failure.code is ErrorCode.BUSY:
         retry_after = int(failure.details.get("retry_after_s", 1))
@@ -54,5 +62,7 @@ def failure_response(failure: Failure) -> tuple[int, bytes, dict[str, str]]:
     return failure.code.http_status, json.dumps(body).encode(), headers
 
 
-def rejection(code: ErrorCode, message: str, **details: Any) -> tuple[int, bytes, dict[str, str]]:
-    return failure_response(Failure(code=code, message=message, details=details))
+def rejection(
+    code: ErrorCode, message: str, limits: Limits | None = None, **details: Any
+) -> tuple[int, bytes, dict[str, str]]:
+    return failure_response(Failure(code=code, message=message, details=details, limits=limits))

@@ -369,7 +369,8 @@ def _encode_result(finish: Reporter, value: object, result_cap: int) -> bytes:
         finish({"status": "non_json", "detail": detail})
 
 
-def _run(finish: Reporter, source: str, result_cap: int) -> None:
+def _run(finish: Reporter, source: str, result_cap: int, call_line: bytes) -> None:
+    args = _prepare_call(call_line)  # inside execute()'s MemoryError guard
     try:
         code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
     except Exception as error:  # SyntaxError, ValueError; RecursionError, MemoryError (depth)
@@ -383,7 +384,7 @@ def _run(finish: Reporter, source: str, result_cap: int) -> None:
             finish({"status": "no_main", "detail": "'main' is not defined"})
         if not callable(main):
             finish({"status": "no_main", "detail": f"'main' is a {_type_name(type(main))}"})
-        value = main()
+        value = main(*args)
     except BaseException as error:
         if os.getpid() != _harness_pid:
             _child_exit(error, source)
@@ -397,19 +398,46 @@ def _run(finish: Reporter, source: str, result_cap: int) -> None:
 _harness_pid = 0  # the process that runs the script; set by execute()
 
 
+def _prepare_call(call_line: bytes) -> tuple[object, ...]:
+    """Give the script its standard input and return main()'s arguments (protocol.py)."""
+    if call_line == b"{}":  # the common case pays for no json import
+        return ()
+    import json
+
+    call = json.loads(call_line)
+    if "stdin" in call:
+        _feed_stdin(call["stdin"].encode("utf-8"))
+    return (call["input"],) if "input" in call else ()
+
+
+def _feed_stdin(data: bytes) -> None:
+    """Put `data` behind fd 0 as an in-memory file: the script's children inherit it like a
+    real stdin, and no writer process or pipe buffer limit is involved."""
+    fd = os.memfd_create("stdin", 0)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.close(fd)
+    if sys.stdin is None:  # fd 0 was closed when the interpreter started
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+
+
 def execute(job: bytes, channel: int, result_cap: int) -> NoReturn:
     """Run `job` (the token line, then the script) in this process and report; never returns."""
     global _harness_pid
     _harness_pid = os.getpid()
     _reserve_spare()
-    token, _newline, script = job.partition(b"\n")
+    token, _newline, rest = job.partition(b"\n")
+    call_line, _newline, script = rest.partition(b"\n")
     memory_report = token + b"\n" + MEMORY_REPORT
     sys.argv = [SCRIPT_FILENAME]
     # Line-buffered, so what was printed before a kill (timeout, memory) still reaches the
     # service; full buffering would lose up to 8 KiB, unbuffered would cost a write per call.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
-        _run(_reporter(channel, token), script.decode("utf-8"), result_cap)
+        _run(_reporter(channel, token), script.decode("utf-8"), result_cap, call_line)
     except MemoryError:
         if os.getpid() != _harness_pid:  # a forked child: never the execution's report
             _write_stderr("MemoryError\n")

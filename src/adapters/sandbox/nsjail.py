@@ -254,8 +254,7 @@ class NsjailSandbox:
             try:
                 report, ended = supervise(
                     launch,
-                    job.script.source,
-                    job.limits,
+                    job,
                     kill_tree=kill_tree,
                     decode_status=_exit_status,
                 )

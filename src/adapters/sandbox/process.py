@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import attrs
 
-from domain.limits import Limits
+from adapters.sandbox.protocol import job_payload
+from application.ports import SandboxJob
 from domain.report import SandboxReport
 
 READ_CHUNK = 1 << 16
@@ -66,11 +67,11 @@ class Ended:
     max_rss_bytes: int
 
 
-def make_script_fd(source: str, token: bytes) -> int:
-    """An anonymous in-memory file holding the report token line and the script: nothing
-    touches the disk. The harness reads and closes it before the script runs."""
+def make_script_fd(payload: bytes) -> int:
+    """An anonymous in-memory file holding the job (protocol.job_payload): nothing touches
+    the disk. The harness reads and closes it before the script runs."""
     fd = os.memfd_create("script", os.MFD_CLOEXEC)
-    data = memoryview(token + b"\n" + source.encode("utf-8"))
+    data = memoryview(payload)
     while data:
         data = data[os.write(fd, data) :]
     os.lseek(fd, 0, os.SEEK_SET)
@@ -79,8 +80,7 @@ def make_script_fd(source: str, token: bytes) -> int:
 
 def supervise(
     build: Callable[[int, int], Launch],
-    source: str,
-    limits: Limits,
+    job: SandboxJob,
     *,
     kill_tree: Callable[[int], None],
     decode_status: Callable[[int], tuple[int | None, int | None]] | None = None,
@@ -93,8 +93,9 @@ def supervise(
     `members()` lists the execution's processes (default: the started one's descendants),
     whose CPU time together is held to the CPU limit."""
     started = time.monotonic()
+    limits = job.limits
     token = secrets.token_hex(16).encode()
-    script_fd = make_script_fd(source, token)
+    script_fd = make_script_fd(job_payload(job, token))
     channel_r, channel_w = os.pipe()
     try:
         launch = build(script_fd, channel_w)

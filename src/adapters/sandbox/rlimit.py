@@ -223,8 +223,7 @@ class RlimitSandbox:
                     env=env,
                     preexec=preexec,
                 ),
-                job.script.source,
-                job.limits,
+                job,
                 kill_tree=kill_tree,
                 members=scope.pids if scope is not None else None,
             )

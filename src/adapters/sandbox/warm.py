@@ -41,6 +41,7 @@ from adapters.sandbox.process import (
     streams_report,
     tree_cpu_seconds,
 )
+from adapters.sandbox.protocol import job_payload
 from application.ports import SandboxJob
 from domain.classify import parse_harness_report
 from domain.imports import needs_preloaded
@@ -460,11 +461,7 @@ class WarmSandbox:
             "nproc": limits.max_processes + self.nproc_allowance,
             "result_cap": limits.result_cap_bytes,
         }
-        return b"%s\n%s\n%s" % (
-            json.dumps(header).encode(),
-            token,
-            job.script.source.encode("utf-8"),
-        )
+        return b"%s\n%s" % (json.dumps(header).encode(), job_payload(job, token))
 
     def _execute(
         self, pending: Pending, job: SandboxJob, scope: CgroupScope | None

@@ -19,7 +19,8 @@
 # service each sender's pid in its own PID namespace) carries "ready <rss> <cpu s>" from the
 # execution (what it inherited and what confining itself cost, both excluded from its usage),
 # then "exit <wait status> <utime> <stime> <maxrss KiB>" from the zygote, or "error <why>".
-# The job pipe carries one JSON line of limits, the token line, then the script.
+# The job pipe carries one JSON line of limits, then the job (protocol.py: the token line,
+# a JSON line of call details, the script).
 import array
 import ctypes
 import gc
