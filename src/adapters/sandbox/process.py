@@ -114,15 +114,18 @@ def supervise(
         channel_r: CappedBuffer(limits.result_cap_bytes + CHANNEL_OVERHEAD),
     }
     meter = CpuMeter(limits.cpu_time_s, lambda: tree_cpu_seconds(proc.pid, members))
-    try:
+    reaped: list[Ended] = []
+    # Even if reading fails, and even if one clean-up step fails, every later step runs
+    # (in the reverse order of registration): nothing may outlive the execution or leak.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(os.close, channel_r)
+        cleanup.callback(proc.stderr.close)
+        cleanup.callback(proc.stdout.close)
+        cleanup.callback(lambda: reaped.append(_reap(proc, decode_status)))
+        cleanup.callback(kill_process, proc.pid)  # normally a zombie; never block wait4()
+        cleanup.callback(kill_tree, proc.pid)
         limit = _pump(proc.pid, buffers, started + limits.wall_time_s, kill_tree, meter)
-    finally:  # even if reading failed: nothing may outlive the execution, nothing may leak
-        kill_tree(proc.pid)
-        kill_process(proc.pid)  # normally already a zombie; never leave wait4() blocked
-        ended = _reap(proc, decode_status)
-        for pipe in (proc.stdout, proc.stderr):
-            pipe.close()
-        os.close(channel_r)
+    [ended] = reaped
     stdout, stderr, channel = buffers.values()
     report = streams_report(
         stdout,
@@ -185,6 +188,28 @@ def _spawn(
         )
         _supervised.add(proc.pid)
     return proc
+
+
+def run_forked(child: Callable[[], None]) -> int:
+    """Run `child` in a forked process and return its exit status (0: it returned; 1: it
+    raised). The fork is registered like a spawned process, so that the orphan reaper of a
+    service running as PID 1 never reaps it before this wait does."""
+    with _spawn_lock:  # the child only makes system calls and never takes the lock
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                child()
+                code = 0
+            finally:
+                os._exit(code)
+        _supervised.add(pid)
+    try:
+        _pid, status = os.waitpid(pid, 0)
+    finally:
+        with _spawn_lock:
+            _supervised.discard(pid)
+    return os.waitstatus_to_exitcode(status)
 
 
 def spawn_quiet(launch: Launch, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
-from adapters.sandbox.process import Launch, reap_orphans, supervise
+from adapters.sandbox.process import Launch, reap_orphans, run_forked, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
 from adapters.sandbox.warm import STANDBY, WarmSandbox, jail_config, slot_cpu
@@ -105,32 +105,28 @@ def _make_read_only(mount_points: list[bytes]) -> None:
 
 def namespaces_available() -> bool:
     """Whether this process may unshare the namespaces the runner wants (root, not blocked)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os._exit(0 if _libc.unshare(NAMESPACES) == 0 else 1)
-    _pid, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+
+    def probe() -> None:
+        _check(_libc.unshare(NAMESPACES), "unshare")
+
+    return run_forked(probe) == 0
 
 
 def kill_uid(uid: int) -> None:
     """Kill every process running as `uid`, wherever it moved (new session, reparented).
 
     A child that becomes `uid` and calls kill(-1) reaches exactly that uid's processes."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, 19)  # the server keeps the CPU when it needs it
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
+
+    def sweep() -> None:
+        os.setpriority(os.PRIO_PROCESS, 0, 19)  # the server keeps the CPU when it needs it
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        with contextlib.suppress(ProcessLookupError):  # none left: the sweep is done
             for _ in range(1000):
                 os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-        os._exit(2)
-    os.waitpid(pid, 0)
+
+    run_forked(sweep)
 
 
 def default_seccomp() -> SeccompFilter | None:
@@ -195,9 +191,21 @@ class RlimitSandbox:
                 sandbox_error=f"its cgroup could not be created ({error}); it was not run "
                 "without its memory and process limits"
             )
-        workdir = None if self.use_namespaces else self._make_workdir(uid)
-        preexec = self._preexec(job.limits, uid, scope, workdir)
+        # Every clean-up step runs even when an earlier one (or the run itself) raises:
+        # nothing of the execution may outlive it, however it went wrong.
+        with contextlib.ExitStack() as cleanup:
+            if scope is not None:
+                cleanup.callback(scope.remove)
+            cleanup.callback(reap_orphans)
+            workdir = None if self.use_namespaces else self._make_workdir(uid)
+            if workdir is not None:
+                cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+            kill_descendants = self._descendant_killer(uid, scope)
+            cleanup.callback(kill_descendants)
+            return self._supervise(job, uid, scope, workdir, kill_descendants)
+        raise AssertionError("unreachable")  # ExitStack never swallows the return
 
+    def _descendant_killer(self, uid: int, scope: CgroupScope | None) -> Callable[[], None]:
         def kill_descendants() -> None:
             # An unprivileged process cannot leave its cgroup, so the cgroup reaches every
             # descendant; without one, the slot's uid does (setsid cannot escape that).
@@ -206,39 +214,41 @@ class RlimitSandbox:
             else:
                 kill_uid(uid)
 
+        return kill_descendants
+
+    def _supervise(
+        self,
+        job: SandboxJob,
+        uid: int,
+        scope: CgroupScope | None,
+        workdir: str | None,
+        kill_descendants: Callable[[], None],
+    ) -> SandboxReport:
+        preexec = self._preexec(job.limits, uid, scope, workdir)
+
         def kill_tree(pid: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             kill_descendants()
 
-        try:
-            env = dict(SANDBOX_ENV)
-            if workdir is not None:
-                env.update(HOME=workdir, TMPDIR=workdir)
-            report, ended = supervise(
-                lambda script_fd, channel_fd: Launch(
-                    argv=self.runtime.harness_argv(
-                        script_fd, channel_fd, job.limits.result_cap_bytes
-                    ),
-                    env=env,
-                    preexec=preexec,
-                ),
-                job,
-                kill_tree=kill_tree,
-                members=scope.pids if scope is not None else None,
+        env = dict(SANDBOX_ENV)
+        if workdir is not None:
+            env.update(HOME=workdir, TMPDIR=workdir)
+        report, ended = supervise(
+            lambda script_fd, channel_fd: Launch(
+                argv=self.runtime.harness_argv(script_fd, channel_fd, job.limits.result_cap_bytes),
+                env=env,
+                preexec=preexec,
+            ),
+            job,
+            kill_tree=kill_tree,
+            members=scope.pids if scope is not None else None,
+        )
+        if scope is not None and ended is not None:
+            report = attrs.evolve(
+                report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
             )
-            if scope is not None and ended is not None:
-                report = attrs.evolve(
-                    report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
-                )
-            return report
-        finally:
-            kill_descendants()
-            reap_orphans()
-            if scope is not None:
-                scope.remove()
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+        return report
 
     @staticmethod
     def _make_workdir(uid: int) -> str:
