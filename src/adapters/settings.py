@@ -58,6 +58,14 @@ def _uid_base(text: str) -> int:
     return value
 
 
+def _namespaces(text: str) -> str:
+    """auto: use namespaces where the kernel allows them; off: the rlimit runners' degraded
+    mode, forced (for hosts that refuse them unpredictably, and for its tests)."""
+    if text not in ("auto", "off"):
+        raise ValueError
+    return text
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):
@@ -174,6 +182,7 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "SANDBOX": (_mode, "auto", "one of " + ", ".join(SANDBOX_MODES)),
     "PRELOAD": (_module_list, "numpy,pandas", "comma-separated module names (may be empty)"),
     "FORCE_COMPAT": (_flag, "0", "1 or 0"),
+    "SANDBOX_NAMESPACES": (_namespaces, "auto", "auto or off"),
     "WALL_TIME_S": (_positive_float, "5", "seconds > 0"),
     "CPU_TIME_S": (_positive_float, "", "seconds > 0 (default: WALL_TIME_S)"),
     "MEMORY_MB": (_positive_int, "512", "an integer > 0"),
@@ -217,6 +226,7 @@ class Settings:
     log_format: str = "text"
     preload: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = attrs.field(default=(), repr=False)  # secrets: never shown
+    namespaces: str = "auto"
 
     @classmethod
     def from_env(
@@ -273,6 +283,7 @@ class Settings:
             log_format=get("LOG_FORMAT"),
             preload=get("PRELOAD"),
             api_keys=_api_keys(get("API_KEYS"), get("API_KEYS_FILE")),
+            namespaces=get("SANDBOX_NAMESPACES"),
         )
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from dependency_injector import containers, providers
 
 from adapters.auth import ApiKeys
 from adapters.metrics import PrometheusMetrics
+from adapters.sandbox import landlock
 from adapters.sandbox.cgroups import CgroupParent
 from adapters.sandbox.lease import UidLease, lease_uid_range
 from adapters.sandbox.nsjail import NsjailSandbox, warm_nsjail
-from adapters.sandbox.rlimit import RlimitSandbox, namespaces_available, outermost, warm_rlimit
+from adapters.sandbox.rlimit import RlimitSandbox, namespaces_available, warm_rlimit
 from adapters.sandbox.runtime import SandboxRuntime
 from adapters.settings import Settings
 from application.execute import ExecuteScript
@@ -54,10 +53,9 @@ def active_runner_name(active: ActiveSandbox) -> Callable[[], str | None]:
     return name
 
 
-def service_paths() -> list[str]:
-    """Directories holding the service's own code and environment, hidden from rlimit jobs."""
-    source_root = Path(__file__).resolve().parents[2]
-    return outermost([str(source_root), sys.prefix, os.getcwd()])
+def use_namespaces(setting: str) -> bool:
+    """The rlimit runners' namespaces: where the kernel allows them, unless turned off."""
+    return setting != "off" and namespaces_available()
 
 
 class Container(containers.DeclarativeContainer):
@@ -83,8 +81,8 @@ class Container(containers.DeclarativeContainer):
         runtime=runtime,
         uid_base=uid_lease.provided.base,
         cgroups=cgroups,
-        hide_paths=providers.Callable(service_paths),
-        use_namespaces=providers.Callable(namespaces_available),
+        use_namespaces=providers.Callable(use_namespaces, settings.provided.namespaces),
+        landlock_abi=providers.Callable(landlock.abi),
     )
     nsjail_warm = providers.Singleton(
         warm_nsjail,

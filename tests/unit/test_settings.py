@@ -281,3 +281,10 @@ def test_available_cpus_follows_the_affinity_mask_not_the_host(tmp_path: Path) -
     _pid, status = os.waitpid(pid, 0)
 
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_namespaces_can_be_turned_off_and_nothing_else() -> None:
+    assert load().namespaces == "auto"
+    assert load(SANDBOX_NAMESPACES="off").namespaces == "off"
+    with pytest.raises(SettingsError, match="SANDBOX_NAMESPACES must be auto or off"):
+        load(SANDBOX_NAMESPACES="no")

@@ -1,25 +1,37 @@
 """The rlimit runner: the fallback where nsjail cannot run (e.g. Cloud Run's gVisor).
 
-Per execution, as root: a new session; a per-slot unprivileged uid; new network, mount, IPC
-and UTS namespaces where the kernel allows them, with fresh size-capped tmpfs on /tmp,
-/var/tmp and /dev/shm and the service's own directories hidden; rlimits; a seccomp filter
-refusing non-Unix sockets and escape syscalls; an empty environment; a cgroup where usable.
-Afterwards every process of the slot's uid is killed."""
+Per execution, as root: a new session; a per-slot unprivileged uid; where the kernel allows
+them, new network, mount, IPC and UTS namespaces whose root is a minimal one (the runtime
+read-only, four devices, fresh size-capped tmpfs on /tmp, /var/tmp and /dev/shm, /proc with
+hidepid=2); without namespaces (degraded mode), a private work directory and Landlock where
+the kernel has it; rlimits; no_new_privs and a seccomp filter refusing non-Unix sockets and
+escape syscalls; an empty environment; a cgroup where usable. Afterwards every process of the
+execution (its cgroup, else the slot's uid) is killed."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import resource
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import attrs
 
 from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
+from adapters.sandbox.landlock import Confinement
+from adapters.sandbox.minimal_root import (
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_REC,
+    _check,
+    _libc,
+    pivot_into_minimal_root,
+)
 from adapters.sandbox.process import Launch, reap_orphans, run_forked, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
@@ -33,74 +45,15 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
 NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def _mount(source: bytes, target: bytes, fstype: bytes, flags: int, data: bytes) -> None:
     _check(_libc.mount(source, target, fstype, flags, data), f"mount {target!r}")
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    )
-
-
-SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux 5.12)
-AT_FDCWD = -100
-AT_RECURSIVE = 0x8000
-MOUNT_ATTR_RDONLY = 1
-MOUNT_ATTR_NOSUID = 2
-# Read-only, and no setuid binary of the host tree can serve a script (not nodev: /dev
-# must keep working; the scratch tmpfs are nodev, and mknod needs a capability no one has).
-_READ_ONLY = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
 PR_SET_NO_NEW_PRIVS = 38
-
-
-def _mount_points() -> list[bytes]:
-    """Every mount point, parents first (read in the parent: the child's copy is the same)."""
-    with open("/proc/self/mountinfo", "rb") as handle:
-        return [line.split()[4] for line in handle]
-
-
-def _make_read_only(mount_points: list[bytes]) -> None:
-    """Make the whole (private copy of the) mount tree read-only: world-writable host
-    directories such as /run/lock must not become a channel between executions."""
-    result = _libc.syscall(
-        SYS_MOUNT_SETATTR,
-        AT_FDCWD,
-        b"/",
-        AT_RECURSIVE,
-        ctypes.byref(_READ_ONLY),
-        ctypes.sizeof(_READ_ONLY),
-    )
-    if result == 0:
-        return
-    # Older kernels and gVisor: remount each mount read-only; the root must succeed.
-    for point in mount_points:
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID
-        if _libc.mount(None, point, None, flags, None) != 0 and point == b"/":
-            _check(-1, "remount / read-only")
 
 
 def namespaces_available() -> bool:
@@ -134,33 +87,25 @@ def default_seccomp() -> SeccompFilter | None:
     return SeccompFilter(program) if program is not None else None
 
 
-def outermost(paths: Sequence[str]) -> list[str]:
-    """Drop paths inside other listed paths (once a parent is hidden they no longer exist),
-    and paths under the scratch directories (a fresh tmpfs hides those already)."""
-    normal = sorted({os.path.normpath(p) for p in paths})
-    kept: list[str] = []
-    for path in normal:
-        covered = [*kept, *SCRATCH_DIRS]
-        if path != "/" and not any(path == c or path.startswith(c + "/") for c in covered):
-            kept.append(path)
-    return kept
-
-
 @attrs.frozen(kw_only=True)
 class RlimitSandbox:
     runtime: SandboxRuntime
     uid_base: int
-    hide_paths: Sequence[str] = ()
     cgroups: CgroupParent | None = None
     use_namespaces: bool = True
+    landlock_abi: int = 0  # degraded mode confines the filesystem with Landlock when > 0
     seccomp: SeccompFilter | None = attrs.field(factory=default_seccomp)
     name: str = "rlimit"
 
     @property
     def isolation(self) -> tuple[str, ...]:
-        layers = ["uid", "rlimits", "session"]
+        layers = ["uid", "rlimits", "session", "no-new-privs"]
         if self.use_namespaces:
-            layers += ["network", "mount", "ipc", "uts", "private-tmpfs", "hidden-service-dirs"]
+            layers += ["network", "mount", "ipc", "uts", "minimal-root", "private-tmpfs"]
+        else:  # degraded mode: the host's namespaces, see SECURITY.md for what that leaves
+            layers.append("private-workdir")
+            if self.landlock_abi > 0:
+                layers.append(f"landlock-abi-{self.landlock_abi}")
         if self.seccomp is not None:
             layers.append("seccomp")
         if self.cgroups is not None:
@@ -262,7 +207,8 @@ class RlimitSandbox:
         """Everything here runs in the forked child before exec: prepare all values now."""
         procs_files = scope.procs_files if scope is not None else []
         tmpfs_options = f"size={limits.tmp_size_bytes},mode=1777".encode()
-        hidden = [p.encode() for p in outermost(self.hide_paths) if os.path.isdir(p)]
+        root_paths = self.runtime.read_only_paths()
+        empty = [*SCRATCH_DIRS, "/proc"]
         cpu = limits.cpu_limit_whole_seconds
         rlimits = [
             (resource.RLIMIT_AS, limits.memory_bytes),
@@ -273,7 +219,9 @@ class RlimitSandbox:
             (resource.RLIMIT_CORE, 0),
         ]
         use_namespaces = self.use_namespaces
-        mount_points = _mount_points() if use_namespaces else []
+        landlock = None
+        if not use_namespaces and self.landlock_abi > 0 and workdir is not None:
+            landlock = Confinement(self.landlock_abi, root_paths, DEVICES, [workdir])
         seccomp = self.seccomp
         cwd = workdir or "/tmp"
 
@@ -286,28 +234,17 @@ class RlimitSandbox:
                 _check(_libc.unshare(NAMESPACES), "unshare")
                 _check(_libc.sethostname(b"sandbox", 7), "sethostname")
                 _mount(b"none", b"/", b"", MS_REC | MS_PRIVATE, b"")
-                _make_read_only(mount_points)
+                # Only the runtime, read-only: the host's files, sockets, FIFOs, ptys,
+                # setuid binaries and the service's own code are simply not there.
+                pivot_into_minimal_root(root_paths, list(DEVICES), empty)
                 # Best effort (gVisor may refuse): a /proc that shows only the sandbox uid's
                 # own processes, not the server's or other tenants' command lines.
                 _libc.mount(
                     b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2"
                 )
                 for scratch in SCRATCH_DIRS:
-                    if os.path.isdir(scratch):
-                        _mount(
-                            b"tmpfs",
-                            scratch.encode(),
-                            b"tmpfs",
-                            MS_NOSUID | MS_NODEV,
-                            tmpfs_options,
-                        )
-                for path in hidden:
                     _mount(
-                        b"tmpfs",
-                        path,
-                        b"tmpfs",
-                        MS_RDONLY | MS_NOSUID | MS_NODEV,
-                        b"size=4096,mode=0555",
+                        b"tmpfs", scratch.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options
                     )
             for entry in rlimits:
                 soft, hard = (entry[1], entry[-1])
@@ -320,6 +257,8 @@ class RlimitSandbox:
             # Always, seccomp or not: no exec can ever gain privileges (setuid binaries, file
             # capabilities) from here on.
             _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+            if landlock is not None:
+                landlock.apply()
             if seccomp is not None:
                 seccomp.install()
 
@@ -343,8 +282,6 @@ def warm_rlimit(
         unusable = "no seccomp syscall table for this architecture"
     root = sandbox.runtime.read_only_paths()
     layers = [layer for layer in sandbox.isolation if layer not in ("cgroup-limits", "session")]
-    layers = [layer for layer in layers if layer != "hidden-service-dirs"]
-    layers.append("minimal-root")  # only the runtime: no host files, sockets or setuid binaries
     # network and UTS: the zygote's own, shared by its executions one at a time (warm.py)
     layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution", "no-new-privs"]
     if sandbox.cgroups is not None:

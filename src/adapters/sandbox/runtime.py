@@ -14,6 +14,7 @@ import attrs
 
 HARNESS_PATH = Path(__file__).with_name("harness.py")
 ZYGOTE_PATH = Path(__file__).with_name("zygote.py")
+MINIMAL_ROOT_PATH = Path(__file__).with_name("minimal_root.py")
 
 # Thread pools inside numpy/BLAS would otherwise start one thread per core and count
 # against the process limit; the sandbox is single-threaded by design.
@@ -40,8 +41,10 @@ def harness_source() -> str:
 
 @cache
 def zygote_source() -> str:
-    """The warm program: the harness (for running each script), then the zygote."""
-    return HARNESS_PATH.read_text() + "\n" + ZYGOTE_PATH.read_text() + "\nzygote_main()\n"
+    """The warm program: the harness (for running each script), the mount machinery it
+    shares with the one-shot rlimit runner, then the zygote."""
+    parts = (HARNESS_PATH, MINIMAL_ROOT_PATH, ZYGOTE_PATH)
+    return "\n".join(part.read_text() for part in parts) + "\nzygote_main()\n"
 
 
 def world_readable(path: Path) -> bool:

@@ -33,10 +33,21 @@ import socket
 import sys
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # at run time these come from harness.py, which precedes this file
+if TYPE_CHECKING:  # at run time these come from harness.py and minimal_root.py, which precede
+    # this file in the zygote's program
     from typing import Any, NoReturn
 
     from adapters.sandbox.harness import HIGH_FD, SCRIPT_FILENAME, _dumps, _read_all, execute
+    from adapters.sandbox.minimal_root import (
+        MS_NODEV,
+        MS_NOEXEC,
+        MS_NOSUID,
+        MS_PRIVATE,
+        MS_REC,
+        _check,
+        _libc,
+        pivot_into_minimal_root,
+    )
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -47,29 +58,11 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
 CLONE_NEWNS = 0x00020000
-MNT_DETACH = 2
-PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
 REHEARSAL = "def main():\n    return {'ok': [1, 2.5, 'x', None, True]}\n"
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 class _SockFprog(ctypes.Structure):
@@ -116,7 +109,7 @@ class Jail:
             _check(_libc.unshare(flags), "unshare")
         if self.root_paths:
             _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private")
-            _pivot_into_minimal_root(self.root_paths, self.devices, self.mount_points)
+            pivot_into_minimal_root(self.root_paths, self.devices, self.mount_points)
         if flags & CLONE_NEWUTS:
             _check(_libc.sethostname(b"sandbox", 7), "sethostname")
 
@@ -172,36 +165,6 @@ def _drop_bounding_set() -> None:
     for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             break  # EINVAL: past the last capability this kernel knows
-
-
-def _pivot_into_minimal_root(paths: list[str], devices: list[str], empty: list[str]) -> None:
-    """Make a tmpfs holding only `paths` (read-only, nosuid) and `devices`, with `empty`
-    directories to mount on, the root of this mount namespace; the old root is detached."""
-    new_root = "/tmp"  # any directory of the host serves as the mount point
-    _check(
-        _libc.mount(b"tmpfs", new_root.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755"),
-        "root",
-    )
-    for path in [*paths, *devices]:
-        target = new_root + path
-        if os.path.isdir(path):
-            os.makedirs(target, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            open(target, "a").close()  # an empty file to bind onto
-        _check(_libc.mount(path.encode(), target.encode(), None, MS_BIND | MS_REC, None), "bind")
-        if path not in devices:  # /dev/null must stay writable
-            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
-            _check(_libc.mount(None, target.encode(), None, flags, None), "read-only bind")
-    for directory in [*empty, "/.old"]:
-        os.makedirs(new_root + directory, exist_ok=True)
-    os.chdir(new_root)
-    _check(_libc.syscall(PIVOT_ROOT[os.uname().machine], b".", b".old"), "pivot_root")
-    os.chdir("/")
-    _check(_libc.umount2(b"/.old", MNT_DETACH), "detach the old root")
-    os.rmdir("/.old")
-    flags = MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
-    _check(_libc.mount(b"none", b"/", None, flags, None), "read-only root")
 
 
 def _send(sock: socket.socket, message: bytes) -> None:
