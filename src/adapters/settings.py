@@ -284,7 +284,7 @@ class Settings:
         # Past the descriptor limit accept() fails and the bound would never apply.
         spare_fds = open_files() - FD_RESERVE_BASE - FD_RESERVE_PER_SLOT * concurrency
         connections = get("MAX_CONNECTIONS", 0)
-        if connections > spare_fds:
+        if connections and connections > spare_fds:
             raise SettingsError(
                 f"MAX_CONNECTIONS={connections} leaves too few descriptors: the limit "
                 f"(ulimit -n) is {open_files()}, so at most {max(spare_fds, 0)} fit; raise it"
