@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any, ClassVar
@@ -62,6 +63,28 @@ def refusal_answer(max_connections: int) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+class Tally:
+    """Connections closed or refused by the limits, logged at most once per interval: one
+    line per connection would let an attack flood the log."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self.interval_s = interval_s
+        self.counts: Counter[str] = Counter()
+        self._logged_at = -math.inf
+
+    def add(self, what: str) -> None:
+        self.counts[what] += 1
+        now = time.monotonic()
+        if now - self._logged_at >= self.interval_s:
+            self._logged_at = now
+            summary = ", ".join(f"{count} {name}" for name, count in sorted(self.counts.items()))
+            log.warning("connections cut by the HTTP limits since the last report: %s", summary)
+            self.counts.clear()
+
+
+TALLY = Tally()
+
+
 @attrs.frozen
 class ConnectionLimits:
     header_timeout_s: float
@@ -91,6 +114,7 @@ class _Deadlines(asyncio.Protocol):
         # released as soon as the answer is written.
         if len(self.connections) >= self.limits.max_connections:
             self._refused = True
+            TALLY.add("refused at MAX_CONNECTIONS")
             transport.write(self.refusal)
             transport.close()
             return
@@ -139,7 +163,7 @@ class _Deadlines(asyncio.Protocol):
         self._deadline = None
         if self._phase() != phase or self.cycle is not cycle or self.transport.is_closing():
             return  # the phase ended in time (a later phase has armed its own deadline)
-        log.debug("closing a connection whose request %s was not complete in time", phase)
+        TALLY.add(f"closed at {'HEADER' if phase == 'head' else 'BODY'}_TIMEOUT_S")
         self.transport.close()
 
 

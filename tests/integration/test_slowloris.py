@@ -237,6 +237,7 @@ def test_the_real_server_closes_slowloris_and_answers_health_meanwhile(tmp_path:
         assert closed.count(True) == 60
         assert closed_by_server(stalled_body)
         assert server.execute("def main():\n    return 1\n").json()["result"] == 1
+        assert "closed at HEADER_TIMEOUT_S" in server.log()  # the operator is told, once
         for sock in [*attack, stalled_body]:
             sock.close()
 
@@ -256,6 +257,7 @@ def test_the_real_server_holds_its_connection_bound(tmp_path: Path) -> None:
         # 20 held connections and nothing of the 100 refused ones (a few fds of slack for
         # the service's own, e.g. a warm pool refilling).
         assert during - before <= 20 + 5, (before, during)
+        assert "refused at MAX_CONNECTIONS" in server.log()
         for sock in held + refused:
             sock.close()
         for _ in range(int(WAIT_S / 0.05)):
