@@ -173,13 +173,13 @@ def test_a_stalled_body_is_closed_and_a_whole_one_is_not(base: Any) -> None:
 
 @pytest.mark.parametrize("base", PARSERS)
 def test_a_keep_alive_connection_gets_a_new_deadline_per_request(base: Any) -> None:
-    limits = ConnectionLimits(header_timeout_s=1, body_timeout_s=1, max_connections=50)
+    limits = ConnectionLimits(header_timeout_s=2, body_timeout_s=2, max_connections=50)
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     with in_process_server(base, limits) as port, connect(port) as sock:
         for _ in range(3):  # requests spanning more than one deadline on one connection
             sock.sendall(request)
             assert http_answer(sock)[0] == 200
-            time.sleep(0.4)
+            time.sleep(0.8)
         sock.sendall(b"GET /health HTTP/1.1\r\n")  # then a head that never ends
 
         assert closed_by_server(sock)
