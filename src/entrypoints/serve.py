@@ -6,7 +6,8 @@ complete within HEADER_TIMEOUT_S of the connection opening or of the previous re
 body within BODY_TIMEOUT_S of the head; past it the connection is closed. At most
 MAX_CONNECTIONS are open at once: one more is answered at accept time, before any byte of it is
 read, with a pre-built `429 {"error": "BUSY", ...}` and closed (uvicorn's own
-`limit_concurrency` answers a plain-text 503 and only after reading the head).
+`limit_concurrency` answers a plain-text 503 and only after reading the head). BUSY, not
+UNAVAILABLE: the instance is full, not down, and clients already retry BUSY after Retry-After.
 
 Shutdown: uvicorn stops listening as soon as it is signalled, before the app's shutdown runs.
 Here the first SIGTERM or SIGINT starts a drain instead: the listener stays open, /health

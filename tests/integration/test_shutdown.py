@@ -65,14 +65,13 @@ def namespace_processes(pid: int) -> list[int]:
 def test_sigterm_drains_then_exits_cleanly(tmp_path: Path) -> None:
     env = {"WALL_TIME_S": "5", "CPU_TIME_S": "5", "SHUTDOWN_GRACE_S": "8"}
     with running_server("nsjail-warm", tmp_path, env) as server:
+        in_namespace = namespace_processes(server.service_pid())
+        running = start_sleeper(server, 2.5)
         kept_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT_S)
-        kept_alive.request("GET", "/health")
+        kept_alive.request("GET", "/health")  # opened just before: uvicorn's idle limit is 5 s
         first = kept_alive.getresponse()
         first.read()
         assert first.status == 200
-        service = server.service_pid()
-        in_namespace = namespace_processes(service)
-        running = start_sleeper(server, 2.5)
 
         server.signal_service(signal.SIGTERM)
         health = wait_until(lambda: (h := server.health()).status == 503 and h, "/health 503")
