@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -68,14 +68,17 @@ class Tally:
     """Connections closed or refused by the limits, logged at most once per interval: one
     line per connection would let an attack flood the log."""
 
-    def __init__(self, interval_s: float = 60.0) -> None:
+    def __init__(
+        self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval_s = interval_s
         self.counts: Counter[str] = Counter()
+        self._clock = clock
         self._logged_at = -math.inf
 
     def add(self, what: str) -> None:
         self.counts[what] += 1
-        now = time.monotonic()
+        now = self._clock()
         if now - self._logged_at >= self.interval_s:
             self._logged_at = now
             summary = ", ".join(f"{count} {name}" for name, count in sorted(self.counts.items()))
