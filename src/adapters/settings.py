@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,6 +176,19 @@ def available_cpus(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROU
     return cpus
 
 
+# Descriptors the service keeps for itself besides client connections: the listener, logs,
+# the interpreter's own, and per execution slot its pipes, pidfds and zygote sockets.
+FD_RESERVE_BASE = 64
+FD_RESERVE_PER_SLOT = 4
+MAX_CONNECTIONS_DEFAULT_CAP = 1024  # each may hold a body of up to MAX_BODY_BYTES in memory
+
+
+def open_files_limit() -> int:
+    """This process's soft RLIMIT_NOFILE (what accept() runs into), unlimited as a large number."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
 # variable -> (parser, default, what a valid value is)
 VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "HOST": (str, "0.0.0.0", "an address to listen on"),
@@ -204,6 +218,13 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "SANDBOX_PYTHON": (str, "", "an interpreter path"),
     "SANDBOX_SITE": (str, DEFAULT_SITE, "a directory of sandbox libraries"),
     "SHUTDOWN_GRACE_S": (_positive_float, "", "seconds > 0 (default: WALL_TIME_S + 2)"),
+    "HEADER_TIMEOUT_S": (_positive_float, "10", "seconds > 0"),
+    "BODY_TIMEOUT_S": (_positive_float, "30", "seconds > 0"),
+    "MAX_CONNECTIONS": (
+        _positive_int,
+        "",
+        "an integer > 0 that leaves descriptors for the service (default: from ulimit -n)",
+    ),
     "LOG_FORMAT": (_log_format, "text", "one of text, json"),
     "API_KEYS": (str, "", "comma-separated keys without whitespace (empty: no keys required)"),
     "API_KEYS_FILE": (str, "", "a readable file of keys, one per line ('#' comments)"),
@@ -227,13 +248,19 @@ class Settings:
     preload: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = attrs.field(default=(), repr=False)  # secrets: never shown
     namespaces: str = "auto"
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 256
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, cpus: Callable[[], int] = available_cpus
+        cls,
+        environ: Mapping[str, str] | None = None,
+        cpus: Callable[[], int] = available_cpus,
+        open_files: Callable[[], int] = open_files_limit,
     ) -> Settings:
         """The settings from `environ` (default: the process's); `cpus` gives the default
-        MAX_CONCURRENCY."""
+        MAX_CONCURRENCY, `open_files` the descriptor limit MAX_CONNECTIONS must fit in."""
         env = os.environ if environ is None else environ
 
         def get(name: str, fallback: T | None = None) -> Any:
@@ -268,6 +295,15 @@ class Settings:
             raise SettingsError(str(error)) from None
         if limits.max_open_files < 16:
             raise SettingsError("MAX_OPEN_FILES must be at least 16 for Python to start")
+        # Past the descriptor limit accept() fails and the bound would never apply.
+        spare_fds = open_files() - FD_RESERVE_BASE - FD_RESERVE_PER_SLOT * concurrency
+        connections = get("MAX_CONNECTIONS", 0)
+        if connections and connections > spare_fds:
+            raise SettingsError(
+                f"MAX_CONNECTIONS={connections} leaves too few descriptors: the limit "
+                f"(ulimit -n) is {open_files()}, so at most {max(spare_fds, 0)} fit; raise it"
+            )
+        connections = connections or max(16, min(MAX_CONNECTIONS_DEFAULT_CAP, spare_fds))
         return cls(
             host=get("HOST"),
             port=get("PORT"),
@@ -284,6 +320,9 @@ class Settings:
             preload=get("PRELOAD"),
             api_keys=_api_keys(get("API_KEYS"), get("API_KEYS_FILE")),
             namespaces=get("SANDBOX_NAMESPACES"),
+            header_timeout_s=get("HEADER_TIMEOUT_S"),
+            body_timeout_s=get("BODY_TIMEOUT_S"),
+            max_connections=connections,
         )
 
 

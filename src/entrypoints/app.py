@@ -5,15 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import attrs
 from litestar import Litestar
 
 from adapters.http.api import build_app
 from entrypoints.container import Container
 
 log = logging.getLogger("safe_exec")
+
+
+@attrs.frozen
+class Drain:
+    """What the server loop (entrypoints.serve) needs to shut the app down as documented:
+    `begin` makes /health answer 503 and new executions UNAVAILABLE while running ones go
+    on; `idle` waits for those to end; `hurry` cuts every wait short (a second signal)."""
+
+    begin: Callable[[], None]
+    idle: Callable[[], Awaitable[None]]
+    hurry: Callable[[], None]
 
 
 def create_app(container: Container | None = None) -> Litestar:
@@ -23,6 +35,19 @@ def create_app(container: Container | None = None) -> Litestar:
     slots = container.slots()
     executor = container.executor()
     state = {"stopping": False}
+    hurry = asyncio.Event()
+
+    def begin_shutdown() -> None:
+        state["stopping"] = True
+        slots.close()
+
+    async def idle_or_hurried() -> None:
+        waits = [asyncio.ensure_future(slots.wait_idle()), asyncio.ensure_future(hurry.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
@@ -36,10 +61,9 @@ def create_app(container: Container | None = None) -> Litestar:
         try:
             yield
         finally:
-            state["stopping"] = True
-            slots.close()
+            begin_shutdown()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(slots.wait_idle(), settings.shutdown_grace_s)
+                await asyncio.wait_for(idle_or_hurried(), settings.shutdown_grace_s)
             with contextlib.suppress(Exception):
                 await choosing  # a start-up still warming finishes before it is undone
             executor.shutdown(wait=False, cancel_futures=True)
@@ -70,7 +94,7 @@ def create_app(container: Container | None = None) -> Litestar:
         return int(count()) if callable(count) else 0
 
     container.metrics().track_warm_pool(standby_count)
-    return build_app(
+    app = build_app(
         execute=container.execute(),
         health=health,
         metrics_text=container.metrics().render,
@@ -81,3 +105,5 @@ def create_app(container: Container | None = None) -> Litestar:
         api_keys=container.api_keys(),
         lifespan=[lifespan],
     )
+    app.state.drain = Drain(begin=begin_shutdown, idle=idle_or_hurried, hurry=hurry.set)
+    return app

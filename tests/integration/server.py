@@ -102,6 +102,19 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def service_pid(self) -> int:
+        """The service's own process: `unshare`'s child (PID 1 of the namespace) when it runs
+        under unshare, else the process started."""
+        pid = self.process.pid
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "unshare":
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return int(children[0])
+
+    def signal_service(self, sig: int) -> None:
+        """Signals the service process alone, as an orchestrator stopping it does."""
+        os.kill(self.service_pid(), sig)
+
 
 def start_server(mode: str, tmp_dir: Path, extra_env: Mapping[str, str] | None = None) -> Server:
     port = free_port()

@@ -38,6 +38,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert loaded.max_concurrency == available_cpus()
     assert loaded.queue_size == 4 * loaded.max_concurrency
     assert loaded.shutdown_grace_s == 7
+    assert (loaded.header_timeout_s, loaded.body_timeout_s) == (10, 30)
 
 
 def test_every_variable_is_read() -> None:
@@ -61,6 +62,9 @@ def test_every_variable_is_read() -> None:
         SANDBOX_UID_BASE="123456",
         SANDBOX_SITE="/srv/site",
         SHUTDOWN_GRACE_S="9",
+        HEADER_TIMEOUT_S="2.5",
+        BODY_TIMEOUT_S="7",
+        MAX_CONNECTIONS="40",
     )
 
     limits = loaded.limits
@@ -75,6 +79,7 @@ def test_every_variable_is_read() -> None:
     )
     assert (loaded.max_concurrency, loaded.queue_size, loaded.uid_base) == (3, 0, 123456)
     assert (loaded.sandbox_site, loaded.shutdown_grace_s) == ("/srv/site", 9)
+    assert (loaded.header_timeout_s, loaded.body_timeout_s, loaded.max_connections) == (2.5, 7, 40)
 
 
 @pytest.mark.parametrize("flag", ["1", "true", "yes", "on", "TRUE"])
@@ -108,6 +113,11 @@ def test_force_compat_means_the_rlimit_runners(flag: str) -> None:
         ("SANDBOX_UID_BASE", str(2**32 - 1)),
         ("QUEUE_SIZE", "-1"),
         ("SHUTDOWN_GRACE_S", "0"),
+        ("HEADER_TIMEOUT_S", "0"),
+        ("HEADER_TIMEOUT_S", "inf"),
+        ("BODY_TIMEOUT_S", "-1"),
+        ("MAX_CONNECTIONS", "0"),
+        ("MAX_CONNECTIONS", "many"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(name: str, value: str) -> None:
@@ -169,6 +179,31 @@ def test_a_set_concurrency_does_not_ask_for_the_cpus() -> None:
         raise AssertionError("asked for the CPUs although MAX_CONCURRENCY is set")
 
     assert Settings.from_env({**BASE, "MAX_CONCURRENCY": "5"}, cpus=cpus).max_concurrency == 5
+
+
+@pytest.mark.parametrize(
+    ("open_files", "expected"),
+    [
+        (20000, 1024),  # capped: each connection may hold a body of MAX_BODY_BYTES
+        (1024, 1024 - 64 - 4 * 4),  # what the descriptors leave after the service's own
+        (300, 300 - 64 - 4 * 4),
+        (60, 16),  # a tiny limit still serves a few
+    ],
+)
+def test_the_default_connection_bound_follows_the_descriptor_limit(
+    open_files: int, expected: int
+) -> None:
+    env = {**BASE, "MAX_CONCURRENCY": "4"}
+
+    assert Settings.from_env(env, open_files=lambda: open_files).max_connections == expected
+
+
+def test_a_connection_bound_past_the_descriptor_limit_is_refused() -> None:
+    env = {**BASE, "MAX_CONCURRENCY": "4", "MAX_CONNECTIONS": "1000"}
+
+    with pytest.raises(SettingsError, match=r"MAX_CONNECTIONS=1000 .* is 1024, so at most 944"):
+        Settings.from_env(env, open_files=lambda: 1024)
+    assert Settings.from_env({**env, "MAX_CONNECTIONS": "944"}, open_files=lambda: 1024)
 
 
 # A fake cgroup tree: /proc/self/cgroup's lines and the files under the cgroup mount.
