@@ -188,7 +188,6 @@
       indentUnit: 4,
       indentWithTabs: false,
       matchBrackets: true,
-      inputStyle: "contenteditable",
       screenReaderLabel: "Python script",
       extraKeys: {
         "Ctrl-Enter": () => run(),
