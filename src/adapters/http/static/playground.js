@@ -85,13 +85,16 @@
         "",
         "",
         "def main():",
-        "    df = pd.DataFrame(",
-        '        {"team": ["a", "b", "a", "c", "b", "a"], "score": [3, 5, 4, 2, 1, 6]}',
-        "    )",
-        '    summary = df.groupby("team")["score"].agg(["count", "sum", "mean"])',
+        "    df = pd.DataFrame({",
+        '        "team": ["a", "b", "a", "c", "b", "a"],',
+        '        "score": [3, 5, 4, 2, 1, 6],',
+        "    })",
+        '    by_team = df.groupby("team")["score"]',
+        '    summary = by_team.agg(["count", "sum", "mean"])',
         "    print(summary)",
-        "    # numpy numbers are not JSON for json.dumps: let pandas write the JSON.",
-        '    return json.loads(summary.reset_index().to_json(orient="records"))',
+        "    # pandas writes the JSON (json.dumps refuses numpy ints).",
+        '    records = summary.reset_index().to_json(orient="records")',
+        "    return json.loads(records)",
         "",
       ].join("\n"),
     },
@@ -317,18 +320,29 @@
     }
   }
 
+  // The service's answer, or {networkError} when none came (refused, reset, offline). Only
+  // the exchange is guarded: a bug in laying out an answer must surface as the error it is.
   async function post(script) {
     const headers = { "Content-Type": "application/json" };
     if (apiKey !== null) headers.Authorization = "Bearer " + apiKey;
-    const response = await fetch("/execute", {
-      method: "POST",
-      headers: headers,
-      body: JSON.stringify({ script: script }),
-      cache: "no-store",
-      credentials: "omit",
-    });
-    const { body, text } = await readJson(response);
-    return { response: response, body: body, text: text };
+    try {
+      const response = await fetch("/execute", {
+        method: "POST",
+        headers: headers,
+        body: JSON.stringify({ script: script }),
+        cache: "no-store",
+        credentials: "omit",
+      });
+      const { body, text } = await readJson(response);
+      return { response: response, body: body, text: text };
+    } catch (err) {
+      return { networkError: err && err.message ? err.message : String(err) };
+    }
+  }
+
+  function needsKey(answer) {
+    return !answer.networkError && answer.response.status === 401 &&
+      answer.body !== null && answer.body.error === "UNAUTHORIZED";
   }
 
   async function run() {
@@ -340,9 +354,8 @@
     const script = editor.getValue();
     try {
       let answer = await post(script);
-      while (answer.response.status === 401 && answer.body && answer.body.error === "UNAUTHORIZED") {
-        const refused = apiKey !== null;
-        const key = await askForKey(refused
+      while (needsKey(answer)) {
+        const key = await askForKey(apiKey !== null
           ? "The service refused that key. Enter another one."
           : "This service requires an API key.");
         if (key === null) break;
@@ -350,11 +363,6 @@
         answer = await post(script);
       }
       report(answer);
-    } catch (err) {
-      clearAnswer();
-      showError("NETWORK_ERROR", "The service could not be reached (" +
-        (err && err.message ? err.message : String(err)) + "). Is it running?", {});
-      setState("error", "Network error: no answer from the service.");
     } finally {
       running = false;
       $("run").disabled = false;
@@ -362,8 +370,14 @@
   }
 
   function report(answer) {
-    const { response, body, text } = answer;
     clearAnswer();
+    if (answer.networkError) {
+      showError("NETWORK_ERROR", "The service could not be reached (" + answer.networkError +
+        "). Is it running?", {});
+      setState("error", "Network error: no answer from the service.");
+      return;
+    }
+    const { response, body, text } = answer;
     if (body === null || typeof body !== "object" || Array.isArray(body)) {
       showError("HTTP_" + response.status,
         "The service answered HTTP " + response.status + " with a body that is not the " +
