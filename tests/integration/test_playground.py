@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -29,7 +30,7 @@ from playwright.sync_api import (
 
 from adapters.settings import VARIABLES
 from tests.integration.browser import CHROMIUM, launch
-from tests.integration.server import ROOT, Server, running_server, stop_server
+from tests.integration.server import ROOT, Server, running_server, start_server, stop_server
 
 RUN_TIMEOUT_MS = 30_000  # an answer, TIMEOUT's 2 s included, on a loaded 2-core machine
 API_ERROR_LINE = "Failed to load resource: the server responded with a status of"
@@ -356,7 +357,8 @@ def test_busy_and_unreachable_services_are_explained(
     browser: Browser, tmp_path_factory: pytest.TempPathFactory, watch: Watch
 ) -> None:
     one_slot = {"MAX_CONCURRENCY": "1", "QUEUE_SIZE": "0"}
-    with running_server("auto", tmp_path_factory.mktemp("busy"), one_slot) as srv:
+    srv = start_server("auto", tmp_path_factory.mktemp("busy"), one_slot)
+    try:
         page = open_page(browser, srv, watch)
         page.click("button[data-example=happy]")
         occupant = threading.Thread(target=srv.execute, args=("def main():\n while True: pass",))
@@ -369,14 +371,15 @@ def test_busy_and_unreachable_services_are_explained(
             expect(page.locator("#status")).to_have_text(re.compile(r"busy.*Try again in \d+ s\."))
         finally:
             occupant.join()
+    finally:
         stop_server(srv)
 
-        watch.allowed.append(re.compile("ERR_CONNECTION_REFUSED"))
-        page.click("#run")
-        finished(page)
-        expect(page.locator("#error-code")).to_have_text("NETWORK_ERROR")
-        expect(page.locator("#status")).to_have_text("Network error: no answer from the service.")
-        expect(page.locator("#run")).to_be_enabled()
+    watch.allowed.append(re.compile("ERR_CONNECTION_REFUSED"))  # the page's one request
+    page.click("#run")
+    finished(page)
+    expect(page.locator("#error-code")).to_have_text("NETWORK_ERROR")
+    expect(page.locator("#status")).to_have_text("Network error: no answer from the service.")
+    expect(page.locator("#run")).to_be_enabled()
 
 
 def expect_in_use(srv: Server) -> None:
@@ -385,7 +388,7 @@ def expect_in_use(srv: Server) -> None:
         with contextlib.suppress(OSError, ValueError):
             if srv.health().json()["slots"]["in_use"] == 1:
                 return
-        threading.Event().wait(0.01)
+        time.sleep(0.01)
     raise AssertionError("the occupying execution never took the slot")
 
 
