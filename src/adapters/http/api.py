@@ -25,6 +25,7 @@ from adapters.http.body import (
     read_body,
 )
 from adapters.http.openapi import DocumentedOperation, ExecuteOperation
+from adapters.http.playground import playground_routes
 from adapters.http.render import rejection, render
 from adapters.http.request_log import RequestLog
 from domain.limits import Limits
@@ -170,7 +171,7 @@ def build_app(
         return metrics_text()
 
     app = Litestar(
-        route_handlers=[health_route, execute_route, metrics_route],
+        route_handlers=[health_route, execute_route, metrics_route, *playground_routes()],
         exception_handlers={Exception: _exchange_error},
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
