@@ -11,6 +11,8 @@ from typing import Any
 from litestar import Litestar
 
 from adapters.http.api import build_app
+from adapters.mcp.http import McpHttpEndpoint
+from adapters.mcp.tool import RunPython, build_server
 from entrypoints.container import Container
 
 log = logging.getLogger("safe_exec")
@@ -70,6 +72,20 @@ def create_app(container: Container | None = None) -> Litestar:
         return int(count()) if callable(count) else 0
 
     container.metrics().track_warm_pool(standby_count)
+    # MCP is one more door to the same use case: the same ExecuteScript, slots and keys.
+    run_python = RunPython(
+        container.execute(),
+        settings.limits,
+        observe_rejection=container.metrics().observe_rejection,
+    )
+    mcp = McpHttpEndpoint(
+        build_server(run_python),
+        limits=settings.limits,
+        max_body_bytes=settings.max_body_bytes,
+        api_keys=container.api_keys(),
+        host=settings.host,
+        observe_rejection=container.metrics().observe_rejection,
+    )
     return build_app(
         execute=container.execute(),
         health=health,
@@ -79,5 +95,7 @@ def create_app(container: Container | None = None) -> Litestar:
         runner=container.runner_name(),
         observe_rejection=container.metrics().observe_rejection,
         api_keys=container.api_keys(),
-        lifespan=[lifespan],
+        # MCP's lifespan wraps the service's: executions drain before its task group ends.
+        lifespan=[mcp.lifespan, lifespan],
+        extra_routes=[mcp.route()],
     )
