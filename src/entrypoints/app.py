@@ -12,7 +12,6 @@ from litestar import Litestar
 
 from adapters.http.api import build_app
 from adapters.mcp.http import McpHttpEndpoint
-from adapters.mcp.tool import RunPython, build_server
 from entrypoints.container import Container
 
 log = logging.getLogger("safe_exec")
@@ -73,13 +72,8 @@ def create_app(container: Container | None = None) -> Litestar:
 
     container.metrics().track_warm_pool(standby_count)
     # MCP is one more door to the same use case: the same ExecuteScript, slots and keys.
-    run_python = RunPython(
-        container.execute(),
-        settings.limits,
-        observe_rejection=container.metrics().observe_rejection,
-    )
     mcp = McpHttpEndpoint(
-        build_server(run_python),
+        container.execute(),
         limits=settings.limits,
         max_body_bytes=settings.max_body_bytes,
         api_keys=container.api_keys(),
