@@ -39,37 +39,44 @@ def _seconds(value: float) -> str:
 
 
 def describe(limits: Limits, libraries: Sequence[str] = LIBRARIES) -> str:
-    """What a model needs to write a script that succeeds, with this server's actual limits."""
+    """What a model needs to write a script that succeeds, with this server's actual limits.
+    One line per point: clients show it as it is, and models read it whole."""
     importable = ", ".join(["the Python standard library", *libraries])
     memory_mb = limits.memory_bytes // MIB
-    return f"""Run a Python script in an isolated sandbox and get back what its main() returned.
-
-How to write the script:
-- Define a function main(). The script's top level runs first (as a module named 'script', so an
-  `if __name__ == "__main__":` block does NOT run), then main is called: main() with no arguments,
-  or main(input) when you pass `input` (any JSON value, decoded: dict, list, str, int, float, bool
-  or None).
-- main() must return a JSON-encodable value: dict with string keys, list, tuple, str, int, finite
-  float, bool or None, nested freely. Sets, bytes, NaN/Infinity, datetimes, numpy scalars and
-  arrays, pandas objects are NOT JSON: convert them first (int(x), float(x), arr.tolist(),
-  df.to_dict("records"), str(d)). The value comes back as `result`.
-- print() output comes back as `stdout` (separately from the result), stderr as `stderr`.
-  sys.stdin reads the `stdin` argument (empty when omitted).
-- Importable: {importable}. Nothing else can be installed. There is no network (no HTTP, no
-  DNS). Only /tmp is writable ({limits.tmp_size_bytes // MIB} MB). Every call starts fresh:
-  nothing persists between calls.
-
-Limits per call: {_seconds(limits.wall_time_s)} wall clock and {_seconds(limits.cpu_time_s)} CPU
-time (timeout_s may lower them), {memory_mb} MB of memory (memory_mb may lower it, down to
-{min(MIN_MEMORY_MB, memory_mb)}), {limits.max_processes} processes, script and stdin up to
-{limits.script_cap_bytes} bytes each, stdout up to {limits.stdout_cap_bytes} bytes (cut beyond,
-with stdout_truncated), result up to {limits.result_cap_bytes} bytes of JSON.
-
-On failure the call returns an error whose text starts with a code and one sentence:
-NO_MAIN (define main), NON_JSON_RETURN (convert the value), SYNTAX_ERROR and RUNTIME_ERROR
-(with a traceback of your code), TIMEOUT, MEMORY_LIMIT, OUTPUT_LIMIT, INVALID_REQUEST (an
-argument is out of range), BUSY (the server is at capacity: retry after the seconds it says),
-UNAVAILABLE, EMPTY_OUTPUT (the process died without a result, e.g. os._exit)."""
+    lines = [
+        "Run a Python script in an isolated sandbox and get back what its main() returned.",
+        "",
+        "How to write the script:",
+        "- Define a function main(). The script's top level runs first, as a module named "
+        "'script' (so an `if __name__ == \"__main__\":` block does NOT run); then main is "
+        "called: main() with no arguments, or main(input) when you pass `input` (any JSON value, "
+        "decoded: dict, list, str, int, float, bool or None).",
+        "- main() must return a JSON-encodable value: dict with string keys, list, tuple, str, "
+        "int, finite float, bool or None, nested freely. Sets, bytes, NaN/Infinity, datetimes, "
+        "numpy scalars and arrays and pandas objects are NOT JSON: convert them first (int(x), "
+        'float(x), arr.tolist(), df.to_dict("records"), str(d)). The value comes back as '
+        "`result`.",
+        "- print() output comes back as `stdout`, separately from the result; stderr as "
+        "`stderr`. sys.stdin reads the `stdin` argument (empty when omitted).",
+        f"- Importable: {importable}. Nothing else can be installed. There is no network "
+        f"(no HTTP, no DNS). Only /tmp is writable ({limits.tmp_size_bytes // MIB} MB). Every "
+        "call starts fresh: nothing persists between calls.",
+        "",
+        f"Limits per call: {_seconds(limits.wall_time_s)} wall clock and "
+        f"{_seconds(limits.cpu_time_s)} CPU time (timeout_s may lower them); {memory_mb} MB of "
+        f"memory (memory_mb may lower it, down to {min(MIN_MEMORY_MB, memory_mb)}); "
+        f"{limits.max_processes} processes; script and stdin up to {limits.script_cap_bytes} "
+        f"bytes each; stdout up to {limits.stdout_cap_bytes} bytes (cut beyond, with "
+        f"stdout_truncated); result up to {limits.result_cap_bytes} bytes of JSON.",
+        "",
+        "On failure the call returns an error whose text starts with a code and one sentence: "
+        "NO_MAIN (define main), NON_JSON_RETURN (convert the value), SYNTAX_ERROR and "
+        "RUNTIME_ERROR (with a traceback of your code), TIMEOUT, MEMORY_LIMIT, OUTPUT_LIMIT, "
+        "INVALID_REQUEST (an argument is out of range), BUSY (the server is at capacity: retry "
+        "after the seconds it says), UNAVAILABLE, EMPTY_OUTPUT (the process died without a "
+        "result, e.g. os._exit).",
+    ]
+    return "\n".join(lines)
 
 
 def input_schema(limits: Limits) -> dict[str, Any]:
