@@ -206,3 +206,22 @@ def test_an_sdk_that_cannot_load_answers_unavailable_and_the_rest_still_serves(
     assert answer.json()["error"] == "UNAVAILABLE"
     assert health.status_code == 200
     assert "MCP could not be started" in caplog.text
+
+
+def test_the_sdk_is_loaded_by_the_first_admitted_request_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    app, _rejections = make_app(FakeExecute(success()), api_keys=ApiKeys([KEY]))
+    with TestClient(app) as client:
+        client.get("/health")
+        refused = client.post("/mcp", content=call(), headers=MCP_HEADERS)
+        loaded_before = "MCP ready" in caplog.text
+        admitted = client.post(
+            "/mcp", content=call(), headers=MCP_HEADERS | {"Authorization": f"Bearer {KEY}"}
+        )
+
+    assert refused.status_code == 401
+    assert not loaded_before
+    assert admitted.status_code == 200
+    assert "MCP ready" in caplog.text

@@ -195,6 +195,15 @@ def test_a_success_is_the_execute_body_with_a_readable_text() -> None:
     assert text_of(result) == 'result: {"big": 1180591620717411303424}\nstdout:\nhi\nstderr:\nw'
 
 
+def test_an_integer_beyond_pythons_conversion_limit_stays_digits() -> None:
+    digits = "7" * 5000  # the sandbox returns integers up to the result cap
+
+    result = outcome_result(success(f'{{"n": {digits}, "small": 12}}'))
+
+    assert result.structured_content["result"] == {"n": digits, "small": 12}
+    assert digits in text_of(result)
+
+
 def test_empty_and_truncated_streams_say_so() -> None:
     result = outcome_result(success("null", stdout="x" * 10, stdout_truncated=True))
 

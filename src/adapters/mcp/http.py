@@ -9,9 +9,9 @@ API keys are checked here, before the SDK sees the request: with keys configured
 without a valid `Authorization: Bearer <key>` gets the contract's `401 UNAUTHORIZED`, exactly as
 `/execute` would answer it.
 
-The SDK is loaded in the background once the app has started (importing it costs about a
-second of CPU, three times the rest of the service): uvicorn binds and `/health` answers at
-once, as with the sandboxes' warm-up, and an MCP request that comes earlier waits for it."""
+The SDK is loaded on the first `/mcp` request, in a worker thread: importing it costs about a
+second of CPU, three times the rest of the service, which a service that never sees an MCP
+client does not pay, at start-up or in competition with its first executions."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def _authorization(scope: Scope) -> str | None:
 
 class McpHttpEndpoint:
     """The `/mcp` ASGI endpoint: the API-key gate, then the SDK's session manager. The manager's
-    task group runs in a task of the app's lifespan (`lifespan`), from start-up to shutdown.
+    task group runs in a task of the app's lifespan (`lifespan`), from the first request to
+    shutdown.
 
     Calls run the `run_python` tool on `execute`, the use case `/execute` runs."""
 
@@ -93,6 +94,7 @@ class McpHttpEndpoint:
         self._observe_rejection = observe_rejection
         self._drain_limit_bytes = drain_limit_bytes
         self._manager: StreamableHTTPSessionManager | None = None
+        self._wake = asyncio.Event()  # the first /mcp request, or shutdown
         self._settled = asyncio.Event()  # the manager runs, or could not be started
         self._stopping = asyncio.Event()
 
@@ -117,9 +119,12 @@ class McpHttpEndpoint:
         )
 
     async def _run_manager(self) -> None:
-        """Load the SDK, then hold the manager's task group open until shutdown (anyio wants
-        it entered and left in one task)."""
+        """Once MCP is wanted, load the SDK, then hold the manager's task group open until
+        shutdown (anyio wants it entered and left in one task)."""
+        await self._wake.wait()
         try:
+            if self._stopping.is_set():
+                return
             manager = await asyncio.to_thread(self._load)
             async with manager.run():
                 self._manager = manager
@@ -139,6 +144,7 @@ class McpHttpEndpoint:
             yield
         finally:
             self._stopping.set()
+            self._wake.set()
             await running
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,6 +156,7 @@ class McpHttpEndpoint:
                 ErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE, scope, receive, send, auth=True
             )
             return
+        self._wake.set()
         await self._settled.wait()
         manager = self._manager
         if manager is None:

@@ -185,10 +185,20 @@ def render_text(body: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _int(digits: str) -> int | str:
+    """An integer of the body. The sandbox returns integers of any length up to the result
+    cap; beyond Python's default conversion limit (4300 digits) the digits stay a string
+    rather than fail the whole answer (`/execute` passes the text through untouched)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
 def tool_result(body: bytes, is_error: bool) -> types.CallToolResult:
     """A tool result from an `/execute` JSON body: the body as structured content, its reading
     as text."""
-    structured = json.loads(body)
+    structured = json.loads(body, parse_int=_int)
     return types.CallToolResult(
         content=[types.TextContent(text=render_text(structured))],
         structured_content=structured,
