@@ -457,7 +457,7 @@ def test_an_mcp_call_while_execute_holds_the_only_slot_is_busy(single_slot: Serv
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(single_slot.execute, slow)
             wait_for_slot_in_use(single_slot)
-            time.sleep(0.3)  # for the script to start: the windows below prove that it had
+            time.sleep(1)  # for the script to start (3 s long): the windows below prove it had
             sent_at = time.time()
             refused = client.call({"script": "def main():\n    return 1"})
             answered_at = time.time()
