@@ -12,6 +12,7 @@ import attrs
 from litestar import Litestar
 
 from adapters.http.api import build_app
+from adapters.mcp.http import McpHttpEndpoint
 from entrypoints.container import Container
 
 log = logging.getLogger("safe_exec")
@@ -94,6 +95,15 @@ def create_app(container: Container | None = None) -> Litestar:
         return int(count()) if callable(count) else 0
 
     container.metrics().track_warm_pool(standby_count)
+    # MCP is one more door to the same use case: the same ExecuteScript, slots and keys.
+    mcp = McpHttpEndpoint(
+        container.execute(),
+        limits=settings.limits,
+        max_body_bytes=settings.max_body_bytes,
+        api_keys=container.api_keys(),
+        host=settings.host,
+        observe_rejection=container.metrics().observe_rejection,
+    )
     app = build_app(
         execute=container.execute(),
         health=health,
@@ -103,7 +113,9 @@ def create_app(container: Container | None = None) -> Litestar:
         runner=container.runner_name(),
         observe_rejection=container.metrics().observe_rejection,
         api_keys=container.api_keys(),
-        lifespan=[lifespan],
+        # MCP's lifespan wraps the service's: executions drain before its task group ends.
+        lifespan=[mcp.lifespan, lifespan],
+        extra_routes=[mcp.route()],
     )
     app.state.drain = Drain(begin=begin_shutdown, idle=idle_or_hurried, hurry=hurry.set)
     return app

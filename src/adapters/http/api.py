@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -89,6 +90,7 @@ def build_app(
     observe_rejection: Callable[[str], None] = lambda _code: None,
     drain_limit_bytes: int = DRAIN_LIMIT_BYTES,
     api_keys: ApiKeys | None = None,
+    extra_routes: Sequence[BaseRouteHandler] = (),
 ) -> Litestar:
     keys = api_keys or ApiKeys()
 
@@ -171,7 +173,13 @@ def build_app(
         return metrics_text()
 
     app = Litestar(
-        route_handlers=[health_route, execute_route, metrics_route, *playground_routes()],
+        route_handlers=[
+            health_route,
+            execute_route,
+            metrics_route,
+            *playground_routes(),
+            *extra_routes,
+        ],
         exception_handlers={Exception: _exchange_error},
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
