@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import attrs
 import click
 
+from adapters.http.render import rejection, render
 from adapters.settings import SANDBOX_MODES, Settings, SettingsError
+from application.startup import probe
+from domain.limits import Limits
 from domain.outcome import ErrorCode, Failure, Outcome
 from domain.request import ExecuteRequest, RequestRejected, parse_execute_body
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from application.ports import Sandbox
     from entrypoints.container import Container
 
-# The web framework, the server and the container load only where they are used, so that
+# The web framework, the server and the container are imported where they are used, so that
 # `--help`, `--version` and usage errors answer at once.
 
 # Exit statuses (the epilog of `safe-exec --help` and the README list them).
@@ -48,6 +51,10 @@ UNAVAILABLE_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.BUSY})
 # `run` executes one script: a warm pool would start zygotes (two kinds with PRELOAD) only to
 # use one process once, so SANDBOX=auto means the one-shot runners there, in auto's order.
 RUN_MODES = {"auto": ("nsjail", "rlimit"), "compat": ("rlimit",)}
+# The start-up probe imports numpy and pandas in a cold interpreter when the runner is
+# one-shot; on a busy host that can outlast a short WALL_TIME_S and make a working runner look
+# broken. The probe gets at least this long (the script itself keeps the configured limits).
+PROBE_MIN_TIME_S = 10.0
 # Every runner, in the order SANDBOX=auto tries them (what `check` probes).
 ALL_RUNNERS = tuple(mode for mode in SANDBOX_MODES if mode != "auto")
 
@@ -210,6 +217,16 @@ def _kill_children() -> None:
                 os.close(fd)
 
 
+def _wait_for(worker: threading.Thread) -> None:
+    """Start `worker` and wait for it. Starting sandboxes happens in a worker thread so that
+    Ctrl+C reaches the main thread at once; the clean-up then waits for the worker, since a
+    runner half-way through starting cannot be stopped safely (the service's shutdown waits
+    for its start-up the same way)."""
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+
+
 def _candidates(container: Container, modes: Sequence[str]) -> list[Sandbox]:
     providers: dict[str, Callable[[], Sandbox]] = {
         "nsjail-warm": container.nsjail_warm,
@@ -222,6 +239,14 @@ def _candidates(container: Container, modes: Sequence[str]) -> list[Sandbox]:
 
 def _run_modes(sandbox_mode: str) -> tuple[str, ...]:
     return RUN_MODES.get(sandbox_mode, (sandbox_mode,))
+
+
+def _probe_limits(limits: Limits) -> Limits:
+    return attrs.evolve(
+        limits,
+        wall_time_s=max(limits.wall_time_s, PROBE_MIN_TIME_S),
+        cpu_time_s=max(limits.cpu_time_s, PROBE_MIN_TIME_S),
+    )
 
 
 def _stderr_line(text: str) -> None:
@@ -240,26 +265,22 @@ def execute_once(
     container.settings.override(settings)
     active = container.active_sandbox()
     candidates = _candidates(container, _run_modes(settings.sandbox_mode))
-    # Chosen in a thread so that Ctrl+C reaches the main thread at once; the clean-up then
-    # waits for the choice to finish, as the service's shutdown does.
     chooser = threading.Thread(
         target=active.choose,
-        args=(candidates, settings.limits, log, _stderr_line),
+        args=(candidates, _probe_limits(settings.limits), log, _stderr_line),
         name="choose-sandbox",
         daemon=True,
     )
     interrupted = False
     try:
-        chooser.start()
-        while chooser.is_alive():
-            chooser.join(0.05)
+        _wait_for(chooser)
         return asyncio.run(container.execute()(request))
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
         with _uninterruptible():
-            if chooser.ident is not None:
+            if chooser.ident is not None:  # a choice under way finishes before it is undone
                 chooser.join()
             active.close()  # a warm runner's zygotes, and an execution forked from them
             if interrupted:
@@ -330,8 +351,6 @@ def run(
     except RequestRejected as rejected:
         code = ErrorCode.PAYLOAD_TOO_LARGE if rejected.too_large else ErrorCode.INVALID_REQUEST
         details = {"field": rejected.field} if rejected.field else {}
-        from adapters.http.render import rejection
-
         _status, answer, _headers = rejection(code, rejected.message, settings.limits, **details)
         _print_body(answer, pretty)
         raise SystemExit(EXIT_USAGE) from None
@@ -342,8 +361,6 @@ def run(
     except KeyboardInterrupt:
         _stderr_line("interrupted; everything the run started was stopped")
         raise SystemExit(EXIT_INTERRUPTED) from None
-    from adapters.http.render import render
-
     _status, answer, _headers = render(outcome)
     _print_body(answer, pretty)
     raise SystemExit(exit_status(outcome))
@@ -372,12 +389,10 @@ class RunnerCheck:
 
 def check_runner(sandbox: Sandbox, settings: Settings) -> RunnerCheck:
     """Start the runner and run the service's start-up probe in it; always stop it after."""
-    from application.startup import probe
-
     reason = warning = None
     try:
         sandbox.start()
-        reason, warning = probe(sandbox, settings.limits)
+        reason, warning = probe(sandbox, _probe_limits(settings.limits))
     except Exception as error:  # a runner that cannot start is a runner that is unusable
         reason = " ".join(f"{type(error).__name__}: {error}".split())
     finally:
@@ -385,29 +400,40 @@ def check_runner(sandbox: Sandbox, settings: Settings) -> RunnerCheck:
     return RunnerCheck(sandbox.name, reason is None, reason, warning, tuple(sandbox.isolation))
 
 
-def check_all(settings: Settings) -> list[RunnerCheck]:
+def check_all(settings: Settings) -> tuple[list[RunnerCheck], str | None]:
+    """Every runner's check, and the runner the configured SANDBOX mode would use (the first
+    usable one of the container's candidates, as at start-up) or None."""
     from entrypoints.container import Container
 
     settings = attrs.evolve(settings, max_concurrency=1, queue_size=0)
     container = Container()
     container.settings.override(settings)
+    checks: list[RunnerCheck] = []
+    stop = threading.Event()
+
+    def check_each() -> None:
+        for sandbox in _candidates(container, ALL_RUNNERS):
+            if stop.is_set():
+                return
+            checks.append(check_runner(sandbox, settings))
+
+    worker = threading.Thread(target=check_each, name="check-sandboxes", daemon=True)
     try:
         with _interrupts_as_keyboard_interrupt():
-            return [check_runner(s, settings) for s in _candidates(container, ALL_RUNNERS)]
+            _wait_for(worker)
+    except KeyboardInterrupt:
+        stop.set()  # the runner being checked is stopped; the others are never started
+        raise
     finally:
         with _uninterruptible():
+            if worker.ident is not None:
+                worker.join()
             cgroups = container.cgroups()
             if cgroups is not None:
                 cgroups.remove()
-
-
-def _configured_modes(sandbox_mode: str) -> tuple[str, ...]:
-    """The runners the service tries, in order, for a SANDBOX mode (container.candidates)."""
-    if sandbox_mode == "auto":
-        return ALL_RUNNERS
-    if sandbox_mode == "compat":
-        return ("rlimit-warm", "rlimit")
-    return (sandbox_mode,)
+    usable = {check.name for check in checks if check.usable}
+    configured = [sandbox.name for sandbox in container.candidates()]
+    return checks, next((name for name in configured if name in usable), None)
 
 
 @cli.command(epilog=EXIT_STATUSES, short_help="Probe the sandboxes: what each guarantees here.")
@@ -420,12 +446,10 @@ def check(as_json: bool) -> NoReturn:
     when that mode has a working runner, 3 when it has none."""
     settings = _load_settings()
     try:
-        checks = check_all(settings)
+        checks, chosen = check_all(settings)
     except KeyboardInterrupt:
-        _stderr_line("interrupted")
+        _stderr_line("interrupted; every runner started was stopped")
         raise SystemExit(EXIT_INTERRUPTED) from None
-    usable = {c.name for c in checks if c.usable}
-    chosen = next((m for m in _configured_modes(settings.sandbox_mode) if m in usable), None)
     limits = settings.limits.as_public_dict()
     if as_json:
         report = {
@@ -444,11 +468,8 @@ def check(as_json: bool) -> NoReturn:
             if c.warning:
                 click.echo(f"{'':<12} warning: {c.warning}")
         click.echo("limits: " + ", ".join(f"{key}={value}" for key, value in limits.items()))
-        mode = (
-            "FORCE_COMPAT=1"
-            if settings.sandbox_mode == "compat"
-            else "SANDBOX=" + (settings.sandbox_mode)
-        )
+        compat = settings.sandbox_mode == "compat"
+        mode = "FORCE_COMPAT=1" if compat else f"SANDBOX={settings.sandbox_mode}"
         click.echo(f"{mode}: the service uses {chosen or 'nothing: no runner works'}")
     raise SystemExit(EXIT_OK if chosen is not None else EXIT_UNAVAILABLE)
 
