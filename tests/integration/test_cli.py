@@ -20,7 +20,8 @@ from adapters.settings import Settings
 from domain.request import RequestRejected, parse_execute_body
 from tests.integration.server import ROOT, TEST_ENV
 
-CLI_TIMEOUT_S = 120  # a generous bound: a CLI that started a server instead would hang
+CLI_TIMEOUT_S = 120  # a generous bound for commands that start sandboxes
+QUICK_TIMEOUT_S = 30  # for commands that start nothing: one that served would never exit
 IN_NAMESPACE = shutil.which("unshare") is not None and os.geteuid() == 0
 NAMESPACE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
 NEEDS_NAMESPACE = pytest.mark.skipif(
@@ -53,6 +54,7 @@ def safe_exec(
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
     namespace: bool = IN_NAMESPACE,
+    timeout: float = CLI_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "entrypoints", *args]
     return subprocess.run(
@@ -62,7 +64,7 @@ def safe_exec(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=CLI_TIMEOUT_S,
+        timeout=timeout,
         check=False,
     )
 
@@ -97,7 +99,7 @@ def script_file(tmp_path: Path, source: str, name: str = "script.py") -> str:
     ],
 )
 def test_help_prints_usage_and_never_serves(args: list[str]) -> None:
-    done = safe_exec(*args, namespace=False)  # a server would never exit: the timeout fails it
+    done = safe_exec(*args, namespace=False, timeout=QUICK_TIMEOUT_S)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Usage: safe-exec")
@@ -121,7 +123,7 @@ def test_mcp_help_describes_the_stdio_tool() -> None:
 
 @pytest.mark.parametrize("flag", ["--version", "-V"])
 def test_version_prints_the_package_version(flag: str) -> None:
-    done = safe_exec(flag, namespace=False)
+    done = safe_exec(flag, namespace=False, timeout=QUICK_TIMEOUT_S)
 
     assert done.returncode == 0
     assert done.stdout.strip() == f"safe-exec, version {version('safe-exec')}"
@@ -140,7 +142,7 @@ def test_version_prints_the_package_version(flag: str) -> None:
     ],
 )
 def test_usage_errors_exit_2_with_a_usage_line(args: list[str], complaint: str) -> None:
-    done = safe_exec(*args, namespace=False)
+    done = safe_exec(*args, namespace=False, timeout=QUICK_TIMEOUT_S)
 
     assert done.returncode == 2
     assert done.stdout == ""
