@@ -7,6 +7,8 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from application.ports import Sandbox, SandboxJob
 from domain.classify import classify
 from domain.limits import Limits
@@ -28,8 +30,19 @@ def main():
 """
 
 
+# The probe imports numpy and pandas, in a cold interpreter for the one-shot runners: on a
+# loaded host that can take seconds, and a short configured limit must not make a working
+# runner look broken. The probe gets at least this long; scripts keep the configured limits.
+PROBE_MIN_TIME_S = 10.0
+
+
 def probe(sandbox: Sandbox, limits: Limits) -> tuple[str | None, str | None]:
     """Run the probe script; return (why the sandbox is unusable, a warning), each or None."""
+    limits = attrs.evolve(
+        limits,
+        wall_time_s=max(limits.wall_time_s, PROBE_MIN_TIME_S),
+        cpu_time_s=max(limits.cpu_time_s, PROBE_MIN_TIME_S),
+    )
     try:
         report = sandbox.run(SandboxJob(script=Script(PROBE_SCRIPT), limits=limits, slot=0))
     except Exception as error:  # a broken adapter must not stop the service from starting

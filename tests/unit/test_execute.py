@@ -17,7 +17,7 @@ import pytest
 from application.execute import ExecuteScript
 from application.ports import Sandbox
 from application.slots import ExecutionSlots
-from application.startup import PROBE_SCRIPT, ActiveSandbox, probe, select_sandbox
+from application.startup import PROBE_MIN_TIME_S, PROBE_SCRIPT, ActiveSandbox, probe, select_sandbox
 from domain.classify import classify
 from domain.limits import MIB, Limits
 from domain.outcome import ErrorCode, Failure, Success
@@ -318,14 +318,26 @@ def test_the_given_executor_runs_the_sandbox() -> None:
 PROBE_OK = ok_report({"python": [3, 11], "libraries": "ok"}, stdout=b"probe\n")
 
 
-def test_probe_runs_the_probe_script_under_the_limits_in_slot_zero() -> None:
+def test_probe_runs_the_probe_script_in_slot_zero_with_time_for_a_cold_import() -> None:
     sandbox = FakeSandbox(PROBE_OK)
 
     assert probe(sandbox, LIMITS) == (None, None)
     [job] = sandbox.jobs
     assert job.script == Script(PROBE_SCRIPT)
-    assert job.limits == LIMITS
+    # a short configured limit is raised to the floor for the probe only; the rest is kept
+    assert job.limits == attrs.evolve(
+        LIMITS, wall_time_s=PROBE_MIN_TIME_S, cpu_time_s=PROBE_MIN_TIME_S
+    )
     assert job.slot == 0
+
+
+def test_a_probe_under_a_long_configured_limit_keeps_it() -> None:
+    sandbox = FakeSandbox(PROBE_OK)
+    long = attrs.evolve(LIMITS, wall_time_s=30.0, cpu_time_s=20.0)
+
+    probe(sandbox, long)
+
+    assert sandbox.jobs[0].limits == long
 
 
 def test_probe_warns_when_the_libraries_do_not_import() -> None:
