@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
+from adapters.sandbox.cgroups import (
+    CGROUP_LAYERS,
+    KILL_FAILED,
+    CgroupParent,
+    CgroupScope,
+    execution_scope,
+)
 from adapters.sandbox.process import Launch, reap_orphans, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import SeccompFilter, build_program
@@ -168,7 +174,7 @@ class RlimitSandbox:
         if self.seccomp is not None:
             layers.append("seccomp")
         if self.cgroups is not None:
-            layers.append("cgroup-limits")
+            layers += self.cgroups.layers
         return tuple(layers)
 
     def start(self) -> None:
@@ -230,8 +236,12 @@ class RlimitSandbox:
             )
             if scope is not None and ended is not None:
                 report = attrs.evolve(
-                    report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
+                    report,
+                    oom_killed=scope.oom_killed(),
+                    peak_memory_bytes=scope.peak_memory() or report.peak_memory_bytes,
                 )
+            if scope is not None and not scope.kill_all():
+                report = attrs.evolve(report, sandbox_error=KILL_FAILED)
             return report
         finally:
             kill_descendants()
@@ -333,13 +343,13 @@ def warm_rlimit(
     elif program is None:
         unusable = "no seccomp syscall table for this architecture"
     root = sandbox.runtime.read_only_paths()
-    layers = [layer for layer in sandbox.isolation if layer not in ("cgroup-limits", "session")]
+    layers = [layer for layer in sandbox.isolation if layer not in (*CGROUP_LAYERS, "session")]
     layers = [layer for layer in layers if layer != "hidden-service-dirs"]
     layers.append("minimal-root")  # only the runtime: no host files, sockets or setuid binaries
     # network and UTS: the zygote's own, shared by its executions one at a time (warm.py)
     layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution", "no-new-privs"]
     if sandbox.cgroups is not None:
-        layers.append("cgroup-limits")
+        layers += sandbox.cgroups.layers
 
     def launch(_slot: int, control_fd: int) -> Launch:
         return Launch(argv=sandbox.runtime.zygote_argv(control_fd), env=dict(SANDBOX_ENV))
