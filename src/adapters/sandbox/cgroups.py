@@ -49,6 +49,55 @@ FREEZE_TIMEOUT_S = 0.5
 KILL_FAILED = "some of its processes survived SIGKILL (its cgroup did not empty)"
 
 
+# -- shared helpers ------------------------------------------------------------------------
+
+
+def _subtree(directory: Path) -> list[Path]:
+    """`directory` and every group below it, deepest first (the order rmdir needs)."""
+    found: list[Path] = []
+    # A group that nsjail removes while we walk it answers ENOENT or, mid-removal, ENODEV.
+    with contextlib.suppress(OSError):
+        for child in directory.iterdir():
+            if child.is_dir():
+                found += _subtree(child)
+    return [*found, directory]
+
+
+def _read(path: Path) -> str:
+    """A cgroup file's content, with no more system calls than needed (a hot path)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+class CgroupFS:
+    """The changes this module makes to a cgroup v2 file system. Unit tests substitute a fake
+    kernel that keeps the same rules over a plain directory (tests/unit/test_cgroups_v2.py);
+    reads are plain file reads either way."""
+
+    def mkdir(self, path: Path, exist_ok: bool = False) -> None:
+        path.mkdir(exist_ok=exist_ok)
+
+    def rmdir(self, path: Path) -> None:
+        path.rmdir()
+
+    def write(self, path: Path, text: str) -> None:
+        _write(path, text)
+
+
+KERNEL = CgroupFS()
+
+
 class CgroupParent(ABC):
     """The service's own group for executions; each execution gets a child scope of it."""
 
@@ -61,11 +110,12 @@ class CgroupParent(ABC):
         root: Path = CGROUP_ROOT,
         proc_cgroup: Path = PROC_SELF_CGROUP,
         mountinfo: Path = PROC_SELF_MOUNTINFO,
+        fs: CgroupFS = KERNEL,
     ) -> CgroupParent:
         """The backend this host offers, v2 before v1; raises OSError (saying why for each)
-        where neither is usable."""
+        where neither is usable. (`fs` only changes v2 groups: the v1 path has no fake.)"""
         try:
-            parent: CgroupParent = CgroupV2Parent.setup(name, proc_cgroup, mountinfo)
+            parent: CgroupParent = CgroupV2Parent.setup(name, proc_cgroup, mountinfo, fs)
         except (OSError, ValueError) as v2_error:
             try:
                 parent = CgroupV1Parent.setup(name, root, proc_cgroup)
@@ -111,6 +161,7 @@ class CgroupScope(ABC):
 
     memory_bytes: int
     max_pids: int
+    fs: CgroupFS = KERNEL
 
     @abstractmethod
     def create(self) -> None:
@@ -124,7 +175,7 @@ class CgroupScope(ABC):
     def adopt(self, pid: int) -> None:
         """Move a long-lived process (a warm zygote) into the scope, once; its forks stay."""
         for procs in self.procs_files:
-            _write(Path(procs), str(pid))
+            self.fs.write(Path(procs), str(pid))
 
     @abstractmethod
     def oom_killed(self) -> bool: ...
@@ -207,37 +258,6 @@ class CgroupScope(ABC):
         """Kill what is left and remove the groups."""
 
 
-# -- shared helpers ------------------------------------------------------------------------
-
-
-def _subtree(directory: Path) -> list[Path]:
-    """`directory` and every group below it, deepest first (the order rmdir needs)."""
-    found: list[Path] = []
-    # A group that nsjail removes while we walk it answers ENOENT or, mid-removal, ENODEV.
-    with contextlib.suppress(OSError):
-        for child in directory.iterdir():
-            if child.is_dir():
-                found += _subtree(child)
-    return [*found, directory]
-
-
-def _read(path: Path) -> str:
-    """A cgroup file's content, with no more system calls than needed (a hot path)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 4096).decode()
-    finally:
-        os.close(fd)
-
-
-def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
 def _pids_in(directory: Path) -> list[int]:
     pids: list[int] = []
     for group in _subtree(directory):
@@ -284,7 +304,7 @@ def _remove_groups(directory: Path, scope: CgroupScope) -> None:
     for group in _subtree(directory):
         for _ in range(100):  # rmdir fails with EBUSY until the killed tasks are gone
             try:
-                group.rmdir()
+                scope.fs.rmdir(group)
                 break
             except FileNotFoundError:
                 break
@@ -516,7 +536,7 @@ def _own_cgroup_v2(proc_cgroup: Path) -> str:
     raise OSError("this process is in no cgroup v2 group")
 
 
-def _enable_controllers(group: Path, leaf: Path) -> None:
+def _enable_controllers(group: Path, leaf: Path, fs: CgroupFS) -> None:
     """Let `group`'s children have the memory and pids controllers. v2 refuses that (EBUSY)
     while `group` holds processes of its own: those (the service, and whatever else runs in
     its group, e.g. a container's init) move to `leaf` first, where their limits are the same
@@ -525,20 +545,20 @@ def _enable_controllers(group: Path, leaf: Path) -> None:
     if set(CONTROLLERS) <= set(_read(group / "cgroup.subtree_control").split()):
         return
     try:
-        _write(group / "cgroup.subtree_control", wanted)
+        fs.write(group / "cgroup.subtree_control", wanted)
         return
     except OSError as error:
         if error.errno != errno.EBUSY:  # the "no internal processes" rule
             raise
-    leaf.mkdir(exist_ok=True)
+    fs.mkdir(leaf, exist_ok=True)
     for _ in range(10):  # a process may fork while the others move
         pids = _read(group / "cgroup.procs").split()
         if not pids:
             break
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                _write(leaf / "cgroup.procs", pid)
-    _write(group / "cgroup.subtree_control", wanted)
+                fs.write(leaf / "cgroup.procs", pid)
+    fs.write(group / "cgroup.subtree_control", wanted)
 
 
 class CgroupV2Parent(CgroupParent):
@@ -548,9 +568,10 @@ class CgroupV2Parent(CgroupParent):
 
     version = 2
 
-    def __init__(self, directory: Path, cgroup_path: str) -> None:
+    def __init__(self, directory: Path, cgroup_path: str, fs: CgroupFS = KERNEL) -> None:
         self.directory = directory
         self.cgroup_path = cgroup_path
+        self.fs = fs
 
     @classmethod
     def setup(
@@ -558,6 +579,7 @@ class CgroupV2Parent(CgroupParent):
         name: str = "safe-exec",
         proc_cgroup: Path = PROC_SELF_CGROUP,
         mountinfo: Path = PROC_SELF_MOUNTINFO,
+        fs: CgroupFS = KERNEL,
     ) -> CgroupV2Parent:
         """Create (or reuse) the parent group; raises OSError where v2 is unusable."""
         mount, mount_root = _cgroup2_mount(mountinfo)
@@ -570,11 +592,11 @@ class CgroupV2Parent(CgroupParent):
         missing = set(CONTROLLERS) - set(_read(own_dir / "cgroup.controllers").split())
         if missing:
             raise OSError(f"{own_dir} does not offer the {', '.join(sorted(missing))} controller")
-        _enable_controllers(own_dir, own_dir / SERVICE_LEAF)
+        _enable_controllers(own_dir, own_dir / SERVICE_LEAF, fs)
         directory = own_dir / name
-        directory.mkdir(exist_ok=True)
-        _enable_controllers(directory, directory / SERVICE_LEAF)  # it holds no process
-        return cls(directory, own.rstrip("/") + "/" + name)
+        fs.mkdir(directory, exist_ok=True)
+        _enable_controllers(directory, directory / SERVICE_LEAF, fs)  # it holds no process
+        return cls(directory, own.rstrip("/") + "/" + name, fs)
 
     def __str__(self) -> str:
         return f"v2 ({self.directory})"
@@ -582,18 +604,26 @@ class CgroupV2Parent(CgroupParent):
     def remove(self) -> None:
         for group in _subtree(self.directory):
             with contextlib.suppress(OSError):
-                group.rmdir()
+                self.fs.rmdir(group)
 
     def scope(self, name: str, memory_bytes: int, max_pids: int) -> CgroupV2Scope:
         return CgroupV2Scope(
-            self.directory / name, f"{self.cgroup_path}/{name}", memory_bytes, max_pids
+            self.directory / name, f"{self.cgroup_path}/{name}", memory_bytes, max_pids, self.fs
         )
 
 
 class CgroupV2Scope(CgroupScope):
     """One execution's v2 group: `directory` in the mount, `cgroup_path` as /proc names it."""
 
-    def __init__(self, directory: Path, cgroup_path: str, memory_bytes: int, max_pids: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        cgroup_path: str,
+        memory_bytes: int,
+        max_pids: int,
+        fs: CgroupFS = KERNEL,
+    ) -> None:
+        self.fs = fs
         self.directory = directory
         self.cgroup_path = cgroup_path
         self.memory_bytes = memory_bytes
@@ -608,15 +638,15 @@ class CgroupV2Scope(CgroupScope):
         if self.directory.exists():  # left over from a crash: empty it before reuse
             self.kill_all()
             _remove_groups(self.directory, self)
-        self.directory.mkdir()
-        _write(self.directory / "memory.max", str(self.memory_bytes))
+        self.fs.mkdir(self.directory)
+        self.fs.write(self.directory / "memory.max", str(self.memory_bytes))
         with contextlib.suppress(FileNotFoundError):  # absent without swap accounting
-            _write(self.directory / "memory.swap.max", "0")
-        _write(self.directory / "pids.max", str(self.max_pids))
+            self.fs.write(self.directory / "memory.swap.max", "0")
+        self.fs.write(self.directory / "pids.max", str(self.max_pids))
         # An OOM kills the whole execution, not one process a parent could shrug off
         # (processes with oom_score_adj -1000, the warm zygotes, are spared by the kernel).
         with contextlib.suppress(FileNotFoundError):  # kernels before 4.19
-            _write(self.directory / "memory.oom.group", "1")
+            self.fs.write(self.directory / "memory.oom.group", "1")
 
     @property
     def procs_files(self) -> list[str]:
@@ -660,7 +690,7 @@ class CgroupV2Scope(CgroupScope):
 
     def begin_execution(self, memory_bytes: int, max_pids: int) -> ExecutionBaseline:
         usage = int(_read(self.directory / "memory.current"))
-        _write(self.directory / "memory.max", str(usage + memory_bytes))
+        self.fs.write(self.directory / "memory.max", str(usage + memory_bytes))
         self._open_peak()
         peak_before = None
         if self._peak_resettable:
@@ -668,7 +698,7 @@ class CgroupV2Scope(CgroupScope):
         else:
             peak_before = self._read_peak()
         current = int(_read(self.directory / "pids.current"))
-        _write(self.directory / "pids.max", str(current + max_pids - 1))
+        self.fs.write(self.directory / "pids.max", str(current + max_pids - 1))
         return ExecutionBaseline(
             usage_bytes=usage, oom_kills=self._oom_kills(), peak_bytes=peak_before
         )
@@ -702,7 +732,7 @@ class CgroupV2Scope(CgroupScope):
     @contextlib.contextmanager
     def _frozen(self, timeout_s: float) -> Iterator[None]:
         try:
-            _write(self.directory / "cgroup.freeze", "1")
+            self.fs.write(self.directory / "cgroup.freeze", "1")
         except OSError:
             yield
             return
@@ -714,7 +744,7 @@ class CgroupV2Scope(CgroupScope):
             yield
         finally:
             with contextlib.suppress(OSError):
-                _write(self.directory / "cgroup.freeze", "0")
+                self.fs.write(self.directory / "cgroup.freeze", "0")
 
     def kill_all(self, sparing: int | None = None, timeout_s: float = KILL_TIMEOUT_S) -> bool:
         if sparing is not None and sparing in self.pids():
@@ -723,7 +753,7 @@ class CgroupV2Scope(CgroupScope):
             return True
         try:
             # The kernel kills the whole subtree and fails any fork racing with it.
-            _write(self.directory / "cgroup.kill", "1")
+            self.fs.write(self.directory / "cgroup.kill", "1")
         except OSError:
             return super().kill_all(sparing, timeout_s)  # kernels before 5.14
         if _wait_until(lambda: not self._populated(), timeout_s):
