@@ -368,8 +368,9 @@ def test_peak_memory_is_memory_peak_or_unknown_before_kernel_5_19(tmp_path: Path
 
 
 def slot_scope(parent: CgroupV2Parent) -> CgroupV2Scope:
-    scope = parent.scope("warm-slot-0", 2048 * MIB, 24)
+    scope = parent.scope("warm-slot-0", 2048 * MIB, 24, oom_group=False)
     scope.create()
+    assert (scope.directory / "memory.oom.group").read_text() == "0"
     scope.adopt(ZYGOTE)
     directory = scope.directory
     (directory / "memory.current").write_text(f"{100 * MIB}\n")

@@ -129,7 +129,12 @@ class CgroupParent(ABC):
         return ("cgroup-limits", f"cgroup-v{self.version}")
 
     @abstractmethod
-    def scope(self, name: str, memory_bytes: int, max_pids: int) -> CgroupScope: ...
+    def scope(
+        self, name: str, memory_bytes: int, max_pids: int, oom_group: bool = True
+    ) -> CgroupScope:
+        """A scope (not created yet). With `oom_group` (v2), an OOM kills every process of
+        the scope: right for one execution's own scope, not for a warm slot, whose standby
+        processes would die with it and fail the next execution."""
 
     @abstractmethod
     def remove(self) -> None:
@@ -365,7 +370,9 @@ class CgroupV1Parent(CgroupParent):
                 with contextlib.suppress(OSError):
                     group.rmdir()
 
-    def scope(self, name: str, memory_bytes: int, max_pids: int) -> CgroupV1Scope:
+    def scope(
+        self, name: str, memory_bytes: int, max_pids: int, oom_group: bool = True
+    ) -> CgroupV1Scope:
         return CgroupV1Scope(
             {c: d / name for c, d in self.dirs.items()}, self.mounts, memory_bytes, max_pids
         )
@@ -606,9 +613,16 @@ class CgroupV2Parent(CgroupParent):
             with contextlib.suppress(OSError):
                 self.fs.rmdir(group)
 
-    def scope(self, name: str, memory_bytes: int, max_pids: int) -> CgroupV2Scope:
+    def scope(
+        self, name: str, memory_bytes: int, max_pids: int, oom_group: bool = True
+    ) -> CgroupV2Scope:
         return CgroupV2Scope(
-            self.directory / name, f"{self.cgroup_path}/{name}", memory_bytes, max_pids, self.fs
+            self.directory / name,
+            f"{self.cgroup_path}/{name}",
+            memory_bytes,
+            max_pids,
+            fs=self.fs,
+            oom_group=oom_group,
         )
 
 
@@ -621,9 +635,12 @@ class CgroupV2Scope(CgroupScope):
         cgroup_path: str,
         memory_bytes: int,
         max_pids: int,
+        *,
         fs: CgroupFS = KERNEL,
+        oom_group: bool = True,
     ) -> None:
         self.fs = fs
+        self.oom_group = oom_group
         self.directory = directory
         self.cgroup_path = cgroup_path
         self.memory_bytes = memory_bytes
@@ -643,10 +660,9 @@ class CgroupV2Scope(CgroupScope):
         with contextlib.suppress(FileNotFoundError):  # absent without swap accounting
             self.fs.write(self.directory / "memory.swap.max", "0")
         self.fs.write(self.directory / "pids.max", str(self.max_pids))
-        # An OOM kills the whole execution, not one process a parent could shrug off
-        # (processes with oom_score_adj -1000, the warm zygotes, are spared by the kernel).
+        # An OOM kills the whole execution, not one process a parent could shrug off.
         with contextlib.suppress(FileNotFoundError):  # kernels before 4.19
-            self.fs.write(self.directory / "memory.oom.group", "1")
+            self.fs.write(self.directory / "memory.oom.group", str(int(self.oom_group)))
 
     @property
     def procs_files(self) -> list[str]:
