@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,9 @@ def v1_freezer_group(name: str) -> Iterator[Path]:
     try:
         yield group
     finally:
+        for pid in _pids_in_file(group / "cgroup.procs"):  # a failed test's held process
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             (group / "freezer.state").write_text("THAWED")
         for _ in range(200):
