@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -144,6 +144,32 @@ def test_v1_freezes_and_kills_a_respawning_fork_bomb(v1_scope: CgroupV1Scope) ->
     assert v1_scope.pids() == []
     assert bomb.wait(timeout=5) == -9
     assert _read(v1_scope.dirs[FREEZER] / "freezer.state").strip() == "THAWED"
+
+
+class WatchedScope(CgroupV1Scope):
+    """The real v1 scope, noting the freezer's state each time it signals."""
+
+    states: list[str]
+
+    def _signal(self, pids: Iterable[int]) -> None:
+        self.states.append(_read(self.dirs[FREEZER] / "freezer.state").strip())
+        super()._signal(pids)
+
+
+@NEEDS_ROOT
+def test_v1_signals_the_bomb_while_it_is_frozen(v1_scope: CgroupV1Scope) -> None:
+    """The first (normally only) round of SIGKILLs goes out while the group is frozen, so the
+    listing it used was complete and none of its pids could have been reused."""
+    watched = WatchedScope(v1_scope.dirs, v1_scope.mounts, 256 * MIB, 64)
+    watched.states = []
+    bomb = start_in(watched.procs_files, FORK_BOMB)
+    wait_for(lambda: len(watched.pids()) >= 48)
+
+    assert watched.kill_all() is True
+
+    assert watched.states[0] == "FROZEN", watched.states
+    assert watched.pids() == []
+    assert bomb.wait(timeout=5) == -9
 
 
 @NEEDS_ROOT
