@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,10 +32,10 @@ def find_nsjail() -> str:
 
 
 def cgroups_or_none(lease: UidLease) -> CgroupParent | None:
-    """Per-execution cgroups need root and a cgroup v1 memory+pids hierarchy. The group is
-    named after the uid lease, so concurrent services on one host never share one."""
-    if os.geteuid() != 0:
-        return None
+    """Per-execution cgroups: v2 where the service's group offers memory and pids (root, or
+    a sub-tree delegated to its user), else v1 memory+pids hierarchies (root); see
+    cgroups.py. The group is named after the uid lease, so concurrent services on one host
+    never share one."""
     try:
         return CgroupParent.create(f"safe-exec-{lease.base}")
     except OSError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sandbox.cgroups import CONTROLLERS, CgroupParent
+from adapters.sandbox.cgroups import CONTROLLERS, CgroupParent, CgroupV1Parent
 from adapters.sandbox.nsjail import NsjailSandbox
 from adapters.sandbox.rlimit import RlimitSandbox
 from adapters.sandbox.runtime import SandboxRuntime, default_interpreter
@@ -23,10 +23,10 @@ JOB = SandboxJob(
 
 def unusable_cgroups(tmp_path: Path) -> CgroupParent:
     """Cgroup directories under a parent that does not exist: every mkdir fails."""
-    parent = CgroupParent.__new__(CgroupParent)
-    parent.mounts = {c: tmp_path / "absent" / c for c in CONTROLLERS}
-    parent.dirs = {c: tmp_path / "absent" / c / "safe-exec" for c in CONTROLLERS}
-    return parent
+    return CgroupV1Parent(
+        dirs={c: tmp_path / "absent" / c / "safe-exec" for c in CONTROLLERS},
+        mounts={c: tmp_path / "absent" / c for c in CONTROLLERS},
+    )
 
 
 def runtime() -> SandboxRuntime:

@@ -9,7 +9,15 @@ import signal
 
 import attrs
 
-from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
+from adapters.sandbox.cgroups import (
+    CGROUP_LAYERS,
+    KILL_FAILED,
+    CgroupParent,
+    CgroupScope,
+    CgroupV1Scope,
+    CgroupV2Scope,
+    execution_scope,
+)
 from adapters.sandbox.process import Launch, kill_process, supervise
 from adapters.sandbox.runtime import SANDBOX_ENV, SandboxRuntime
 from adapters.sandbox.seccomp import ZYGOTE_NEEDS, build_program, kafel_policy
@@ -45,6 +53,13 @@ def _seccomp_option(policy: str | None) -> list[tuple[str, str]]:
 def _cgroup_options(limits: Limits, scope: CgroupScope | None) -> list[tuple[str, str]]:
     if scope is None:
         return []
+    if isinstance(scope, CgroupV2Scope):  # with --use_cgroupv2: NSJAIL.<pid> inside the scope
+        return [
+            ("--cgroupv2_mount", str(scope.directory)),
+            ("--cgroup_mem_max", str(limits.memory_bytes + CHILD_GROUP_SLACK)),
+            ("--cgroup_pids_max", str(limits.max_processes + CHILD_GROUP_SLACK // MIB)),
+        ]
+    assert isinstance(scope, CgroupV1Scope)
     return [
         ("--cgroup_mem_mount", str(scope.mounts["memory"])),
         ("--cgroup_mem_parent", scope.relative("memory")),
@@ -124,7 +139,7 @@ class NsjailSandbox:
         )
         if os.geteuid() == 0:  # unprivileged, every jail maps to the service's own uid
             layers = (*layers, "uid")
-        return (*layers, "cgroup-limits") if self.cgroups is not None else layers
+        return (*layers, *self.cgroups.layers) if self.cgroups is not None else layers
 
     def _outside_uid(self, slot: int) -> int:
         return self.uid_base + slot if os.geteuid() == 0 else os.geteuid()
@@ -211,6 +226,7 @@ class NsjailSandbox:
             "--log_fd",
             str(log_fd),
             "--iface_no_lo",  # no loopback either: the jail has no network interface up
+            *(["--use_cgroupv2"] if isinstance(scope, CgroupV2Scope) else []),
         ]
         return [
             self.nsjail,
@@ -274,8 +290,12 @@ class NsjailSandbox:
                 report = attrs.evolve(report, exit_code=logged[0], signal=logged[1])
             if scope is not None:
                 report = attrs.evolve(
-                    report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
+                    report,
+                    oom_killed=scope.oom_killed(),
+                    peak_memory_bytes=scope.peak_memory() or report.peak_memory_bytes,
                 )
+                if not scope.kill_all():
+                    report = attrs.evolve(report, sandbox_error=KILL_FAILED)
             # The script is PID 1 of its namespace: nothing inside can SIGKILL it, so a
             # SIGKILL we did not send and the OOM killer did not send is RLIMIT_CPU's, when
             # the measured CPU time reached the limit.
@@ -297,10 +317,10 @@ def warm_nsjail(
     UTS and cgroup namespaces, read-only runtime root); each execution additionally gets its
     own PID, mount, IPC, UTS and network namespaces, no capabilities and seccomp-bpf."""
     program = build_program()
-    layers = [layer for layer in sandbox.isolation if layer != "cgroup-limits"]
+    layers = [layer for layer in sandbox.isolation if layer not in CGROUP_LAYERS]
     layers += ["fresh-pid-mount-ipc-per-execution", "no-capabilities", "no-new-privs"]
     if sandbox.cgroups is not None:
-        layers.append("cgroup-limits")
+        layers += sandbox.cgroups.layers
     return WarmSandbox(
         name="nsjail-warm",
         isolation=tuple(layers),

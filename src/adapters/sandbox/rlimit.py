@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 import attrs
 
-from adapters.sandbox.cgroups import CgroupParent, CgroupScope, execution_scope
+from adapters.sandbox.cgroups import (
+    CGROUP_LAYERS,
+    KILL_FAILED,
+    CgroupParent,
+    CgroupScope,
+    execution_scope,
+)
 from adapters.sandbox.landlock import Confinement
 from adapters.sandbox.minimal_root import (
     MS_NODEV,
@@ -109,7 +115,7 @@ class RlimitSandbox:
         if self.seccomp is not None:
             layers.append("seccomp")
         if self.cgroups is not None:
-            layers.append("cgroup-limits")
+            layers += self.cgroups.layers
         return tuple(layers)
 
     def start(self) -> None:
@@ -191,8 +197,12 @@ class RlimitSandbox:
         )
         if scope is not None and ended is not None:
             report = attrs.evolve(
-                report, oom_killed=scope.oom_killed(), peak_memory_bytes=scope.peak_memory()
+                report,
+                oom_killed=scope.oom_killed(),
+                peak_memory_bytes=scope.peak_memory() or report.peak_memory_bytes,
             )
+        if scope is not None and not scope.kill_all():
+            report = attrs.evolve(report, sandbox_error=KILL_FAILED)
         return report
 
     @staticmethod
@@ -281,11 +291,11 @@ def warm_rlimit(
     elif program is None:
         unusable = "no seccomp syscall table for this architecture"
     root = sandbox.runtime.read_only_paths()
-    layers = [layer for layer in sandbox.isolation if layer not in ("cgroup-limits", "session")]
+    layers = [layer for layer in sandbox.isolation if layer not in (*CGROUP_LAYERS, "session")]
     # network and UTS: the zygote's own, shared by its executions one at a time (warm.py)
     layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution", "no-new-privs"]
     if sandbox.cgroups is not None:
-        layers.append("cgroup-limits")
+        layers += sandbox.cgroups.layers
 
     def launch(_slot: int, control_fd: int) -> Launch:
         return Launch(argv=sandbox.runtime.zygote_argv(control_fd), env=dict(SANDBOX_ENV))

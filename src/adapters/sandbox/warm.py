@@ -412,6 +412,7 @@ class WarmSandbox:
             f"warm-slot-{index}",
             memory_bytes=len(self.kinds) * 1024 * 1024 * 1024 + self.limits.memory_bytes,
             max_pids=4 * len(self.kinds) + self.limits.max_processes,
+            oom_group=False,  # an OOM takes the largest process, never the standby ones too
         )
         scope.create()
         return scope
