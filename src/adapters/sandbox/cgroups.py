@@ -353,6 +353,10 @@ class CgroupV1Parent(CgroupParent):
                     raise OSError(f"{mount} is not a cgroup v1 hierarchy")
                 directory = mount / _own_cgroup(controller, proc_cgroup) / name
                 directory.mkdir(exist_ok=True)
+                # An existing group on a read-only cgroupfs (a container's) passes mkdir but
+                # would fail every execution: such a host has no usable v1 cgroups.
+                if not os.access(directory, os.W_OK):
+                    raise OSError(f"{directory} is not writable")
             except OSError:
                 if controller == FREEZER:
                     log.warning("no cgroup v1 freezer: kills go by pidfd, without freezing")
