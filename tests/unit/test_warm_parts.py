@@ -4,6 +4,7 @@ and the program the zygote runs (its execution is tested for real in the integra
 from __future__ import annotations
 
 import ast
+import os
 import sys
 
 import pytest
@@ -18,6 +19,7 @@ from adapters.sandbox.warm import (
     WarmSandbox,
     _parse_exit,
     jail_config,
+    slot_cpu,
 )
 from domain.limits import MIB, Limits
 
@@ -147,3 +149,12 @@ def test_the_sandbox_programs_import_only_the_standard_library() -> None:
 
         assert "os" in imported  # the scan sees imports at all
         assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_slots_are_pinned_only_where_the_cpus_are_the_services_own() -> None:
+    mask = sorted(os.sched_getaffinity(0))
+
+    assert slot_cpu(0, quota=lambda: None) == mask[0]
+    assert slot_cpu(len(mask), quota=lambda: None) == mask[0]  # wraps around the mask
+    # under a CPU quota the mask is the whole node's: pinning would stack instances on a core
+    assert slot_cpu(0, quota=lambda: 1.5) is None

@@ -42,6 +42,7 @@ from adapters.sandbox.process import (
     tree_cpu_seconds,
 )
 from adapters.sandbox.protocol import job_payload
+from adapters.settings import cgroup_cpu_quota
 from application.ports import SandboxJob
 from domain.classify import parse_harness_report
 from domain.imports import needs_preloaded
@@ -113,11 +114,17 @@ def jail_config(
     }
 
 
-def slot_cpu(slot: int) -> int | None:
+def slot_cpu(slot: int, quota: Callable[[], float | None] = cgroup_cpu_quota) -> int | None:
     """The CPU a slot's executions run on, so that concurrent slots never share a core while
-    another one idles (affinity only: a script may widen it, and that gains it nothing)."""
+    another one idles (affinity only: a script may widen it, and that gains it nothing).
+
+    Only where the CPUs in the affinity mask are this service's: under a cgroup CPU quota
+    (a container or pod with a CPU limit but no cpuset) the mask lists the whole node, and
+    every instance pinning its slot 0 to the same core would make them queue on it."""
     cpus = sorted(os.sched_getaffinity(0))
-    return cpus[slot % len(cpus)] if cpus else None
+    if not cpus or quota() is not None:
+        return None
+    return cpus[slot % len(cpus)]
 
 
 STANDBY_FDS = ("job", "stdout", "stderr", "channel", "status")
