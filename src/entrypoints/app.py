@@ -14,6 +14,7 @@ from litestar import Litestar
 from adapters.http.api import build_app
 from adapters.mcp.http import McpHttpEndpoint
 from entrypoints.container import Container
+from entrypoints.lifecycle import release, start_choosing
 
 log = logging.getLogger("safe_exec")
 
@@ -34,7 +35,6 @@ def create_app(container: Container | None = None) -> Litestar:
     settings = container.settings()
     active = container.active_sandbox()
     slots = container.slots()
-    executor = container.executor()
     state = {"stopping": False}
     hurry = asyncio.Event()
 
@@ -52,26 +52,14 @@ def create_app(container: Container | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        # Choosing runs real probe executions and warms zygotes: it happens in the background
-        # so that /health answers at once; /execute requests wait for it (ActiveSandbox.wait).
-        choosing = asyncio.create_task(
-            asyncio.to_thread(
-                active.choose, container.candidates(), settings.limits, log.info, log.warning
-            )
-        )
+        # Choosing runs real probe executions and warms zygotes: in the background, so that
+        # /health answers at once.
+        choosing = start_choosing(container)
         try:
             yield
         finally:
             begin_shutdown()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(idle_or_hurried(), settings.shutdown_grace_s)
-            with contextlib.suppress(Exception):
-                await choosing  # a start-up still warming finishes before it is undone
-            executor.shutdown(wait=False, cancel_futures=True)
-            await asyncio.to_thread(active.close)  # zygotes and their forks end here
-            cgroups = container.cgroups()
-            if cgroups is not None:
-                cgroups.remove()
+            await release(container, choosing, idle_or_hurried)
 
     def health() -> tuple[bool, dict[str, Any]]:
         sandbox = active.get()

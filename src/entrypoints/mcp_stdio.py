@@ -10,7 +10,6 @@ stderr, and sandboxes never inherit either stream)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -21,6 +20,7 @@ from adapters.logs import configure_logging
 from adapters.mcp.tool import RunPython, build_server
 from adapters.settings import Settings, SettingsError
 from entrypoints.container import Container
+from entrypoints.lifecycle import release, start_choosing
 
 log = logging.getLogger("safe_exec.mcp")
 
@@ -36,9 +36,7 @@ def run_stdio(settings: Settings) -> int:
 
 async def _serve(container: Container) -> None:
     settings = container.settings()
-    active = container.active_sandbox()
     slots = container.slots()
-    executor = container.executor()
     server = build_server(
         RunPython(
             container.execute(),
@@ -53,11 +51,7 @@ async def _serve(container: Container) -> None:
             loop.add_signal_handler(signum, serving.cancel)
     # Probing and warming the sandboxes takes about a second: the client's handshake is
     # answered meanwhile, and a tool call waits for it (as /execute does).
-    choosing = asyncio.create_task(
-        asyncio.to_thread(
-            active.choose, container.candidates(), settings.limits, log.info, log.warning
-        )
-    )
+    choosing = start_choosing(container)
     try:
         async with stdio_server() as (read_stream, write_stream):
             log.info("serving MCP on stdio", extra={"tool": "run_python"})
@@ -66,15 +60,7 @@ async def _serve(container: Container) -> None:
         log.info("stopping on a signal")
     finally:
         slots.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(slots.wait_idle(), settings.shutdown_grace_s)
-        with contextlib.suppress(Exception):
-            await choosing  # a start-up still warming finishes before it is undone
-        executor.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(active.close)  # zygotes and their forks end here
-        cgroups = container.cgroups()
-        if cgroups is not None:
-            cgroups.remove()
+        await release(container, choosing, slots.wait_idle)
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from application.ports import SandboxJob
 from domain.outcome import Outcome
 from domain.report import SandboxReport
+from domain.request import ExecuteRequest
 
 
 def harness_channel(header: dict[str, Any], body: bytes = b"") -> bytes:
@@ -102,3 +103,15 @@ class FakeMetrics:
 
     def observe_rejection(self, code: str) -> None:
         self.rejections.append(code)
+
+
+class FakeExecute:
+    """The use case's place behind an adapter: records each request, answers a set outcome."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.requests: list[ExecuteRequest] = []
+
+    async def __call__(self, request: ExecuteRequest) -> Outcome:
+        self.requests.append(request)
+        return self.outcome

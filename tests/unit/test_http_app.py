@@ -18,8 +18,8 @@ from adapters.auth import ApiKeys
 from adapters.http.api import build_app
 from adapters.http.openapi import ERROR_EXAMPLES
 from domain.limits import Limits
-from domain.outcome import ErrorCode, Outcome, Output, Success, Usage
-from domain.request import ExecuteRequest
+from domain.outcome import ErrorCode, Output, Success, Usage
+from tests.unit.fakes import FakeExecute
 
 LIMITS = Limits()
 SECRET = "s3cr3t-" + "value"
@@ -44,16 +44,6 @@ CONTRACT_CODES = {
     "METHOD_NOT_ALLOWED": 405,
     "INTERNAL_ERROR": 500,
 }
-
-
-class FakeExecute:
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.requests: list[ExecuteRequest] = []
-
-    async def __call__(self, request: ExecuteRequest) -> Outcome:
-        self.requests.append(request)
-        return self.outcome
 
 
 def success() -> Success:

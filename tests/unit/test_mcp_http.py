@@ -17,22 +17,12 @@ from adapters.auth import ApiKeys
 from adapters.http.api import build_app
 from adapters.mcp.http import McpHttpEndpoint, transport_security
 from domain.limits import Limits
-from domain.outcome import ErrorCode, Failure, Outcome, Output, Success, Usage
-from domain.request import ExecuteRequest
+from domain.outcome import ErrorCode, Failure, Output, Success, Usage
+from tests.unit.fakes import FakeExecute
 
 LIMITS = Limits()
 KEY = "k-unit-3f9e2d1c"
 MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-
-
-class FakeExecute:
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.requests: list[ExecuteRequest] = []
-
-    async def __call__(self, request: ExecuteRequest) -> Outcome:
-        self.requests.append(request)
-        return self.outcome
 
 
 def success() -> Success:

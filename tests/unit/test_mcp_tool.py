@@ -29,9 +29,9 @@ from adapters.mcp.tool import (
 from application.execute import ExecuteScript
 from application.slots import ExecutionSlots
 from domain.limits import MIB, Limits
-from domain.outcome import ErrorCode, Failure, Outcome, Output, Success, Usage
-from domain.request import ALLOWED_FIELDS, MIN_MEMORY_MB, ExecuteRequest, RequestRejected
-from tests.unit.fakes import FakeMetrics, FakeSandbox, ok_report
+from domain.outcome import ErrorCode, Failure, Output, Success, Usage
+from domain.request import ALLOWED_FIELDS, MIN_MEMORY_MB, RequestRejected
+from tests.unit.fakes import FakeExecute, FakeMetrics, FakeSandbox, ok_report
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,18 +45,6 @@ TRACEBACK = (
 
 def run(test: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(asyncio.wait_for(test(), 10))
-
-
-class FakeExecute:
-    """The use case's place: records each request and answers with a scripted outcome."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.requests: list[ExecuteRequest] = []
-
-    async def __call__(self, request: ExecuteRequest) -> Outcome:
-        self.requests.append(request)
-        return self.outcome
 
 
 def success(result_json: str = '{"sum": 3}', **streams: Any) -> Success:
