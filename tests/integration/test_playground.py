@@ -515,7 +515,9 @@ def test_invalid_json_input_is_named_inline_and_nothing_is_sent(
     expect(page.locator("#input")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#input")).to_be_focused()
     expect(page.locator("#answer")).to_have_attribute("data-state", "error")
-    expect(page.locator("#status")).to_contain_text("Not sent: The input is not valid JSON")
+    expect(page.locator("#status")).to_have_text(
+        "Not sent: the input is not valid JSON (see \u201cInput and limits\u201d)."
+    )
     page.keyboard.press("Control+Enter")  # the shortcut is refused just the same
     expect(error).to_be_visible()
     assert sent == []
@@ -527,6 +529,15 @@ def test_invalid_json_input_is_named_inline_and_nothing_is_sent(
     expect(page.locator("#input")).not_to_have_attribute("aria-invalid", "true")
     expect(page.locator("#result")).to_contain_text('"total": 18446744073709551620')
     assert len(sent) == 1 and '"input": [1, 2, 18446744073709551617]' in sent[0], sent
+
+    page.click("#timeout-s")
+    page.keyboard.type("1e")  # not a number: the box's value is "" but it is not empty
+    page.click("#run")
+    expect(page.locator("#limits-error")).to_have_text(
+        "The timeout_s field is not a number. Nothing was sent."
+    )
+    expect(page.locator("#timeout-s")).to_be_focused()
+    assert len(sent) == 1, sent
 
 
 def test_a_limit_above_the_servers_is_refused_by_the_server_and_its_message_shown(

@@ -83,7 +83,7 @@
         "",
         "",
         "def main(numbers):",
-        "    # `numbers` is the request's `input`; stdin is the request's `stdin`.",
+        "    # numbers: the request's `input`; stdin: its `stdin`.",
         "    lines = sys.stdin.read().splitlines()",
         '    print("read", len(lines), "lines from stdin")',
         '    return {"total": sum(numbers), "largest": max(numbers), "lines": lines}',
@@ -260,8 +260,9 @@
       try {
         JSON.parse(input);
       } catch (err) {
-        return { invalid: "input", message: "The input is not valid JSON: " +
-          (err && err.message ? err.message : String(err)) + ". Nothing was sent." };
+        return { invalid: "input", what: "the input is not valid JSON",
+          message: "The input is not valid JSON: " +
+            (err && err.message ? err.message : String(err)) + ". Nothing was sent." };
       }
       parts.push('"input": ' + input.trim());
     }
@@ -270,8 +271,8 @@
     for (const [id, field] of [["timeout-s", "timeout_s"], ["memory-mb", "memory_mb"]]) {
       const box = $(id);
       if (box.validity.badInput) {
-        return { invalid: id, message: "The " + field + " field is not a number. " +
-          "Nothing was sent." };
+        return { invalid: id, what: field + " is not a number",
+          message: "The " + field + " field is not a number. Nothing was sent." };
       }
       if (box.value.trim() !== "") parts.push(JSON.stringify(field) + ": " + Number(box.value));
     }
@@ -450,8 +451,7 @@
       setFieldError(body.invalid, body.message);
       $("options").open = true;
       $(body.invalid).focus();
-      setState("error", "Not sent: " + body.message.replace(/ Nothing was sent\.$/, "") +
-        " (see \u201cInput and limits\u201d).");
+      setState("error", "Not sent: " + body.what + " (see \u201cInput and limits\u201d).");
       return;
     }
     running = true;
