@@ -9,6 +9,7 @@ lines are allowed for /execute only."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 import time
@@ -239,6 +240,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "stdout": "dividing...",
         "traceback": ["line 2, in ratio", "ZeroDivisionError: division by zero"],
     },
+    "input-stdin": {
+        "state": "done",
+        "result": ['"total": 31', '"largest": 9', '"first line"', '"second line"'],
+        "stdout": "read 2 lines from stdin",
+    },
     "pandas": {"state": "done", "result": ['"team": "a"', '"sum": 13'], "stdout": "count"},
 }
 
@@ -348,7 +354,10 @@ def test_the_narrow_layout_stacks_and_never_scrolls_sideways(
     answer = page.locator("#answer").bounding_box()
     assert editor is not None and answer is not None
     assert answer["y"] >= editor["y"] + editor["height"]  # stacked, not side by side
-    for selector in ("#run", "#result", "#stdout", "#limits"):
+    page.click("#options summary")  # the folded fields fit too
+    expect(page.locator("#memory-mb")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    for selector in ("#run", "#result", "#stdout", "#limits", "#input", "#timeout-s", "#memory-mb"):
         box = page.locator(selector).bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, selector
 
@@ -390,6 +399,165 @@ def expect_in_use(srv: Server) -> None:
                 return
         time.sleep(0.01)
     raise AssertionError("the occupying execution never took the slot")
+
+
+# ---- input and limits (contract v2's optional fields) ----------------------------------------
+
+
+def count_executions(page: Page) -> list[str]:
+    """The bodies of the requests the page sends to /execute, as they go out."""
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.post_data or "") if request.url.endswith("/execute") else None
+        ),
+    )
+    return sent
+
+
+def set_script(page: Page, script: str) -> None:
+    page.click(".CodeMirror-code")
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(script)
+
+
+def test_input_and_limits_are_folded_away_and_bounded_by_the_server(
+    browser: Browser, service: Server, watch: Watch
+) -> None:
+    page = open_page(browser, service, watch)
+    expect(page.locator("#options")).not_to_have_attribute("open", "")
+    expect(page.locator("#input")).to_be_hidden()
+    page.click("#options summary")
+    expect(page.locator("#input")).to_be_visible()
+    expect(page.locator("#timeout-s")).to_have_attribute("max", "2")  # TEST_ENV's WALL_TIME_S
+    expect(page.locator("#timeout-s")).to_have_attribute("placeholder", "2 (the server's)")
+    expect(page.locator("#memory-mb")).to_have_attribute("max", "256")  # TEST_ENV's MEMORY_MB
+    expect(page.locator("#memory-mb")).to_have_attribute("min", "16")
+    expect(page.locator("#memory-mb")).to_have_attribute("placeholder", "256 (the server's)")
+    # Every field has a label a screen reader reads.
+    for field, name in [
+        ("#input", "Input"),
+        ("#stdin", "Standard input"),
+        ("#timeout-s", "Timeout, seconds"),
+        ("#memory-mb", "Memory, MiB"),
+    ]:
+        expect(page.locator(field)).to_have_accessible_name(re.compile("^" + name))
+
+    sent = count_executions(page)
+    run_example(page, "happy")  # nothing filled: nothing but the script is sent
+    assert len(sent) == 1 and sorted(json.loads(sent[0])) == ["script"], sent
+
+
+def test_the_input_example_fills_the_fields_and_another_example_clears_them(
+    browser: Browser, service: Server, watch: Watch
+) -> None:
+    page = open_page(browser, service, watch)
+    sent = count_executions(page)
+    run_example(page, "input-stdin")
+    expect(page.locator("#options")).to_have_attribute("open", "")
+    expect(page.locator("#input")).to_have_value("[3, 1, 4, 1, 5, 9, 2, 6]")
+    expect(page.locator("#stdin")).to_have_value("first line\nsecond line\n")
+    expect(page.locator("#answer")).to_have_attribute("data-state", "done")
+    expect(page.locator("#result")).to_have_text(
+        '{\n  "total": 31,\n  "largest": 9,\n  "lines": [\n    "first line",\n'
+        '    "second line"\n  ]\n}'
+    )
+    expect(page.locator("#stdout")).to_have_text("read 2 lines from stdin\n")
+    assert json.loads(sent[0]) == {
+        "script": json.loads(sent[0])["script"],
+        "input": [3, 1, 4, 1, 5, 9, 2, 6],
+        "stdin": "first line\nsecond line\n",
+    }
+
+    page.fill("#timeout-s", "1")
+    page.fill("#memory-mb", "64")
+    page.click("button[data-example=happy]")
+    for field in ("#input", "#stdin", "#timeout-s", "#memory-mb"):
+        expect(page.locator(field)).to_have_value("")
+
+
+def test_a_lowered_timeout_stops_a_sleeping_script_and_the_limits_say_so(
+    browser: Browser, service: Server, watch: Watch
+) -> None:
+    page = open_page(browser, service, watch)
+    sent = count_executions(page)
+    set_script(page, "import time\n\ndef main():\n    time.sleep(5)\n")
+    page.click("#options summary")
+    page.fill("#timeout-s", "0.5")
+    page.fill("#memory-mb", "128")
+    page.click("#run")
+    finished(page)
+
+    expect(page.locator("#error-code")).to_have_text("TIMEOUT")
+    expect(page.locator("#error-message")).to_contain_text("limit of 0.5 s")
+    assert json.loads(sent[0])["timeout_s"] == 0.5
+    assert json.loads(sent[0])["memory_mb"] == 128
+    expect(page.locator("#limits-source")).to_have_text("(this execution's)")
+    limits = facts(page, "#limits")
+    assert limits["Wall time"] == "0.5 s (lowered from 2 s)", limits
+    assert limits["Memory"] == "128 MiB (lowered from 256 MiB)", limits
+
+
+def test_invalid_json_input_is_named_inline_and_nothing_is_sent(
+    browser: Browser, service: Server, watch: Watch
+) -> None:
+    page = open_page(browser, service, watch)
+    sent = count_executions(page)
+    page.click("button[data-example=input-stdin]")
+    page.fill("#input", "[1, 2,")
+    page.click("#run")
+
+    error = page.locator("#input-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("The input is not valid JSON")
+    expect(error).to_contain_text("Nothing was sent.")
+    expect(page.locator("#input")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#input")).to_be_focused()
+    expect(page.locator("#answer")).to_have_attribute("data-state", "error")
+    expect(page.locator("#status")).to_have_text(
+        "Not sent: the input is not valid JSON (see \u201cInput and limits\u201d)."
+    )
+    page.keyboard.press("Control+Enter")  # the shortcut is refused just the same
+    expect(error).to_be_visible()
+    assert sent == []
+
+    page.fill("#input", "[1, 2, 18446744073709551617]")  # fixed: sent as written, exact
+    page.click("#run")
+    finished(page)
+    expect(error).to_be_hidden()
+    expect(page.locator("#input")).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#result")).to_contain_text('"total": 18446744073709551620')
+    assert len(sent) == 1 and '"input": [1, 2, 18446744073709551617]' in sent[0], sent
+
+    page.click("#timeout-s")
+    page.keyboard.type("1e")  # not a number: the box's value is "" but it is not empty
+    page.click("#run")
+    expect(page.locator("#limits-error")).to_have_text(
+        "The timeout_s field is not a number. Nothing was sent."
+    )
+    expect(page.locator("#timeout-s")).to_be_focused()
+    assert len(sent) == 1, sent
+
+
+def test_a_limit_above_the_servers_is_refused_by_the_server_and_its_message_shown(
+    browser: Browser, service: Server, watch: Watch
+) -> None:
+    page = open_page(browser, service, watch)
+    sent = count_executions(page)
+    page.click("button[data-example=happy]")
+    page.click("#options summary")
+    page.fill("#memory-mb", "100000")
+    page.click("#run")
+    finished(page)
+
+    assert len(sent) == 1 and json.loads(sent[0])["memory_mb"] == 100000  # the page let it go
+    expect(page.locator("#error-code")).to_have_text("INVALID_REQUEST")
+    expect(page.locator("#error-message")).to_have_text(
+        "'memory_mb' must be an integer from 16 to 256; got 100000."
+    )
+    expect(page.locator("#status")).to_have_text("Failed with INVALID_REQUEST (HTTP 400).")
+    assert facts(page, "#error-details")["field"] == "memory_mb"
 
 
 # ---- API keys (contract v2) -----------------------------------------------------------------

@@ -76,6 +76,23 @@
       ].join("\n"),
     },
     {
+      id: "input-stdin",
+      label: "input & stdin",
+      script: [
+        "import sys",
+        "",
+        "",
+        "def main(numbers):",
+        "    # numbers: the request's `input`; stdin: its `stdin`.",
+        "    lines = sys.stdin.read().splitlines()",
+        '    print("read", len(lines), "lines from stdin")',
+        '    return {"total": sum(numbers), "largest": max(numbers), "lines": lines}',
+        "",
+      ].join("\n"),
+      input: "[3, 1, 4, 1, 5, 9, 2, 6]",
+      stdin: "first line\nsecond line\n",
+    },
+    {
       id: "pandas",
       label: "pandas",
       script: [
@@ -215,6 +232,82 @@
     return cm;
   }
 
+  // ---- input and limits (contract v2's optional fields) ------------------------------------
+
+  const FIELD_ERRORS = { input: "input-error", "timeout-s": "limits-error",
+    "memory-mb": "limits-error" };
+
+  // An inline message next to the field to blame (`id`), or none anywhere (`id` null).
+  function setFieldError(id, message) {
+    for (const [field, errorId] of Object.entries(FIELD_ERRORS)) {
+      $(field).removeAttribute("aria-invalid");
+      $(errorId).hidden = true;
+    }
+    if (id === null) return;
+    $(id).setAttribute("aria-invalid", "true");
+    $(FIELD_ERRORS[id]).textContent = message;
+    $(FIELD_ERRORS[id]).hidden = false;
+  }
+
+  // The request body's text, or {invalid} naming what is wrong (then nothing is sent). `input`
+  // goes in as the person wrote it, once JSON.parse has accepted it: re-encoding would round
+  // big integers to doubles and 1.0 to 1. Ranges are the server's to judge (its message says
+  // what it accepts), so only what could not be a number at all is stopped here.
+  function requestBody(script) {
+    const parts = ['"script": ' + JSON.stringify(script)];
+    const input = $("input").value;
+    if (input.trim() !== "") {
+      try {
+        JSON.parse(input);
+      } catch (err) {
+        return { invalid: "input", what: "the input is not valid JSON",
+          message: "The input is not valid JSON: " +
+            (err && err.message ? err.message : String(err)) + ". Nothing was sent." };
+      }
+      parts.push('"input": ' + input.trim());
+    }
+    const stdin = $("stdin").value;
+    if (stdin !== "") parts.push('"stdin": ' + JSON.stringify(stdin));
+    for (const [id, field] of [["timeout-s", "timeout_s"], ["memory-mb", "memory_mb"]]) {
+      const box = $(id);
+      if (box.validity.badInput) {
+        return { invalid: id, what: field + " is not a number",
+          message: "The " + field + " field is not a number. Nothing was sent." };
+      }
+      if (box.value.trim() !== "") parts.push(JSON.stringify(field) + ": " + Number(box.value));
+    }
+    return { text: "{" + parts.join(", ") + "}" };
+  }
+
+  function fillOptions(example) {
+    $("input").value = example.input || "";
+    $("stdin").value = example.stdin || "";
+    $("timeout-s").value = "";
+    $("memory-mb").value = "";
+    setFieldError(null);
+    if (example.input || example.stdin) $("options").open = true;
+  }
+
+  // The most a request may ask for, from /health, as the fields' bounds and placeholders.
+  function boundOptions(limits) {
+    const timeout = $("timeout-s");
+    const memory = $("memory-mb");
+    if (!limits) return;
+    if (typeof limits.wall_time_s === "number") {
+      timeout.max = String(limits.wall_time_s);
+      timeout.placeholder = limits.wall_time_s + " (the server's)";
+    }
+    if (typeof limits.memory_mb === "number") {
+      memory.max = String(limits.memory_mb);
+      memory.placeholder = limits.memory_mb + " (the server's)";
+    }
+    if (typeof limits.wall_time_s === "number" && typeof limits.memory_mb === "number") {
+      $("limits-hint").textContent = "Empty: the server's limit. A request can only lower " +
+        "it: timeout_s above 0 and at most " + limits.wall_time_s + " s, memory_mb from 16 " +
+        "to " + limits.memory_mb + ".";
+    }
+  }
+
   // ---- the answer -------------------------------------------------------------------------
 
   function clearAnswer() {
@@ -266,7 +359,11 @@
     }
     const rows = Object.entries(limits).map(([k, v]) => {
       const known = LIMIT_LABELS[k];
-      return known ? [known[0], known[1](v)] : [k, typeof v === "string" ? v : JSON.stringify(v)];
+      if (!known) return [k, typeof v === "string" ? v : JSON.stringify(v)];
+      // A request's timeout_s / memory_mb lowers the server's limit: say from what.
+      const server = healthLimits && limits !== healthLimits ? healthLimits[k] : undefined;
+      const lowered = typeof v === "number" && typeof server === "number" && v < server;
+      return [known[0], known[1](v) + (lowered ? " (lowered from " + known[1](server) + ")" : "")];
     });
     fillFacts($("limits"), rows);
     $("limits-source").textContent = source;
@@ -322,14 +419,14 @@
 
   // The service's answer, or {networkError} when none came (refused, reset, offline). Only
   // the exchange is guarded: a bug in laying out an answer must surface as the error it is.
-  async function post(script) {
+  async function post(payload) {
     const headers = { "Content-Type": "application/json" };
     if (apiKey !== null) headers.Authorization = "Bearer " + apiKey;
     try {
       const response = await fetch("/execute", {
         method: "POST",
         headers: headers,
-        body: JSON.stringify({ script: script }),
+        body: payload,
         cache: "no-store",
         credentials: "omit",
       });
@@ -347,20 +444,28 @@
 
   async function run() {
     if (running) return;
+    clearAnswer();
+    setFieldError(null);
+    const body = requestBody(editor.getValue());
+    if (body.invalid) {
+      setFieldError(body.invalid, body.message);
+      $("options").open = true;
+      $(body.invalid).focus();
+      setState("error", "Not sent: " + body.what + " (see \u201cInput and limits\u201d).");
+      return;
+    }
     running = true;
     $("run").disabled = true;
-    clearAnswer();
     setState("running", "Running\u2026");
-    const script = editor.getValue();
     try {
-      let answer = await post(script);
+      let answer = await post(body.text);
       while (needsKey(answer)) {
         const key = await askForKey(apiKey !== null
           ? "The service refused that key. Enter another one."
           : "This service requires an API key.");
         if (key === null) break;
         setState("running", "Running\u2026");
-        answer = await post(script);
+        answer = await post(body.text);
       }
       report(answer);
     } finally {
@@ -412,6 +517,7 @@
         return;
       }
       healthLimits = body.limits || null;
+      boundOptions(healthLimits);
       if (!limitsFromAnswer) showLimits(healthLimits, "(the service's, from /health)");
       if (body.ok) {
         line.textContent = body.warming
@@ -495,6 +601,7 @@
       button.textContent = example.label;
       button.addEventListener("click", () => {
         editor.setValue(example.script);
+        fillOptions(example);
         clearAnswer();
         setState("idle", "Example \u201c" + example.label + "\u201d loaded. Press Run.");
       });
