@@ -8,26 +8,36 @@
 # interpreter path is the same where it is built and where it runs, and the service finds a
 # world-readable interpreter for the sandbox by itself (SANDBOX_PYTHON is not set here).
 #
-# Least privilege, per sandbox mode (the service runs as root *inside* the container; every
-# script runs as its own unprivileged uid, never as root). Verified by `make image-test`:
+# Least privilege, per sandbox mode. The service runs as root *inside* the container (it maps
+# or switches each script to a per-slot unprivileged uid; no script runs as root) with only
+# the capabilities below. `make image-test` runs exactly these (podman spelling in brackets);
+# with less, the service falls back to a weaker runner, and /health and its log say which.
 #
-#   nsjail (SANDBOX=auto, the default): nsjail builds user, PID, mount, network, IPC, UTS and
-#     cgroup namespaces and mounts a fresh /proc in them. No capability beyond the default set
-#     is needed, but the default seccomp profile refuses those namespaces and the kernel refuses
-#     a fresh /proc while the runtime masks parts of the container's own /proc:
-#       docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined ...
-#       (podman: --security-opt seccomp=unconfined --security-opt unmask=/proc/*)
-#     Per-execution memory/pids cgroups (the "cgroup-limits" layer; cgroup v1 hosts) also need
-#     a writable cgroup mount (podman: unmask=ALL instead of unmask=/proc/*); without it
-#     memory is capped per process (RLIMIT_AS) and /health does not list "cgroup-limits".
+#   nsjail (the default, SANDBOX=auto -> nsjail-warm):
+#     docker run --cap-drop ALL --cap-add SETUID --cap-add SETGID \
+#       --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
+#       --security-opt no-new-privileges --read-only --tmpfs /tmp --tmpfs /run -p 8080:8080 IMAGE
+#     SETUID/SETGID: to map each slot's uid into the jail's user namespace. seccomp: the default
+#     profile refuses namespaces to a process without SYS_ADMIN (each script still gets the
+#     service's own, stricter filter). systempaths [unmask=/proc/*]: the kernel refuses a fresh
+#     /proc inside a user namespace while parts of the container's /proc are masked.
+#     Per-execution memory/pids cgroups (cgroup v1 hosts) additionally need the host's cgroup
+#     tree writable, -v /sys/fs/cgroup:/sys/fs/cgroup:rw, which lets the container write every
+#     cgroup on the host: opt-in. Without it /health lacks "cgroup-limits" and memory is capped
+#     per process (RLIMIT_AS) inside the container's own limit.
 #
-#   FORCE_COMPAT=1 (the rlimit runners; Cloud Run's gVisor): each script gets its own uid
-#     (CAP_SETUID/CAP_SETGID, in the default set) and private mount, network, IPC, UTS and PID
-#     namespaces (CAP_SYS_ADMIN, mount):
-#       docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined \
-#                  --security-opt systempaths=unconfined -e FORCE_COMPAT=1 ...
-#     /health's "isolation" list names the layers actually in force when less is granted.
+#   FORCE_COMPAT=1 (the rlimit runners; Cloud Run's gVisor -> rlimit-warm):
+#     docker run -e FORCE_COMPAT=1 --cap-drop ALL --cap-add SETUID --cap-add SETGID \
+#       --cap-add KILL --cap-add SYS_ADMIN \
+#       --security-opt no-new-privileges --read-only --tmpfs /tmp --tmpfs /run -p 8080:8080 IMAGE
+#     SETUID/SETGID: to run each script as its slot's uid; KILL: to signal those uids; SYS_ADMIN:
+#     its mount, PID, network, IPC and UTS namespaces and minimal root (the default seccomp
+#     profile allows those to SYS_ADMIN; no user namespace, so /proc may stay masked).
 #
+#   Where Docker's AppArmor profile is in force (Ubuntu), it refuses mounts: add
+#   --security-opt apparmor=unconfined (not exercised by make image-test: no AppArmor there).
+#   /tmp and /run are the only paths the service writes (scratch, its uid lease).
+
 # Host-specific build and run options (CA bundles, ulimits, OCI runtime) belong to the caller
 # (see scripts/image-test.sh), not here.
 

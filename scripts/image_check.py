@@ -31,7 +31,8 @@ def call(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> t
         return error.code, json.loads(error.read() or b"null")
 
 
-def wait_for_health(base: str) -> dict[str, Any]:
+def wait_for_health(base: str) -> dict[str, Any] | str:
+    """/health's answer once it names the sandbox, or why it never did."""
     deadline = time.monotonic() + START_TIMEOUT_S
     last: object = None
     while time.monotonic() < deadline:
@@ -44,7 +45,7 @@ def wait_for_health(base: str) -> dict[str, Any]:
         except (OSError, ValueError) as error:  # not listening yet, or reset while starting
             last = error
         time.sleep(1)
-    raise AssertionError(f"/health did not answer 200 naming a sandbox within {START_TIMEOUT_S:.0f} s: {last}")
+    return f"/health named no sandbox within {START_TIMEOUT_S:.0f} s: {last}"
 
 
 PANDAS = """
@@ -79,6 +80,9 @@ def main(argv: list[str]) -> int:
     base, sandbox, *layers = argv
     failures: list[str] = []
     health = wait_for_health(base)
+    if isinstance(health, str):
+        print(f"image_check: {health}", file=sys.stderr)
+        return 1
     print(f"  /health: sandbox={health.get('sandbox')} isolation={health.get('isolation')}")
     if health.get("sandbox") != sandbox:
         failures.append(f"/health sandbox is {health.get('sandbox')!r}, expected {sandbox!r}")
