@@ -102,73 +102,116 @@ echo "image-test: built $IMAGE in $(since "$started"), $((size / 1000000)) MB"
   || fail "the image has no HEALTHCHECK on /health"
 
 # --- 3. run each mode with its least privilege --------------------------------------------
+# start NAME [podman run options...]: start the image on PORT=9090 (not 8080, to show PORT is
+# honoured), published on a free loopback port; sets CONTAINER and PORT.
+start() {
+  local name=$1
+  shift
+  CONTAINER=safe-exec-image-test-$$-$name
+  CONTAINERS+=("$CONTAINER")
+  podman_quiet run -d --name "$CONTAINER" "${ULIMITS[@]}" -e PORT=9090 -e WALL_TIME_S=2 \
+    --health-interval disable -p 127.0.0.1::9090 "$@" "$IMAGE" >/dev/null
+  PORT=$("${PODMAN[@]}" port "$CONTAINER" 9090/tcp | head -1 | sed 's/.*://')
+}
+
+show_log_and_fail() {
+  echo "image-test: the container's log:" >&2
+  "${PODMAN[@]}" logs "$CONTAINER" 2>&1 | tail -40 >&2
+  fail "$*"
+}
+
 # run_mode NAME SANDBOX "LAYER ..." [podman run options...]: start the image, check it,
-# and remove it. The service's own port is not 8080 here, to show PORT is honoured.
+# and remove it.
 run_mode() {
   local name=$1 sandbox=$2 layers=$3
   shift 3
-  local container=safe-exec-image-test-$$-$name
-  CONTAINERS+=("$container")
   echo "image-test: $name: podman run $*"
-  podman_quiet run -d --name "$container" "${ULIMITS[@]}" -e PORT=9090 -e WALL_TIME_S=2 \
-    --health-interval disable \
-    -p 127.0.0.1::9090 "$@" "$IMAGE" >/dev/null
-  local port
-  port=$("${PODMAN[@]}" port "$container" 9090/tcp | head -1 | sed 's/.*://')
+  start "$name" "$@"
   # Wait for the sandbox to be chosen (the warm pools preload numpy and pandas first); a
-  # container that exits (a start-up failure) fails at once, with its log.
+  # container that exits (a start-up failure) fails at once.
   local waited=0
-  until curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"sandbox":"'; do
-    if [ "$("${PODMAN[@]}" inspect --format '{{.State.Running}}' "$container")" != true ] \
+  until curl -fsS "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"sandbox":"'; do
+    if [ "$("${PODMAN[@]}" inspect --format '{{.State.Running}}' "$CONTAINER")" != true ] \
       || [ "$waited" -ge 180 ]; then
-      "${PODMAN[@]}" logs "$container" 2>&1 | tail -40 >&2
-      fail "$name: the service did not start (or chose no sandbox within 180 s)"
+      show_log_and_fail "$name: the service did not start (or chose no sandbox within 180 s)"
     fi
     sleep 1
     waited=$((waited + 1))
   done
   # shellcheck disable=SC2086  # $layers is a list of words
-  if ! python3 scripts/image_check.py "http://127.0.0.1:$port" "$sandbox" $layers; then
-    echo "image-test: $name: the container's log:" >&2
-    "${PODMAN[@]}" logs "$container" 2>&1 | tail -40 >&2
-    fail "$name mode failed"
-  fi
+  python3 scripts/image_check.py "http://127.0.0.1:$PORT" "$sandbox" $layers \
+    || show_log_and_fail "$name mode failed"
   local init
-  init=$("${PODMAN[@]}" exec "$container" cat /proc/1/comm)
+  init=$("${PODMAN[@]}" exec "$CONTAINER" cat /proc/1/comm)
   [ "$init" = tini ] || fail "$name: PID 1 is $init, not tini"
   # The image's own HEALTHCHECK (run on demand: no systemd here to time it).
-  "${PODMAN[@]}" healthcheck run "$container" >/dev/null || fail "$name: the HEALTHCHECK failed"
-  podman_quiet rm -f -t 0 "$container" >/dev/null
+  "${PODMAN[@]}" healthcheck run "$CONTAINER" >/dev/null || fail "$name: the HEALTHCHECK failed"
+  podman_quiet rm -f -t 0 "$CONTAINER" >/dev/null
 }
 
-# The least privilege each mode needs (each flag was found necessary by dropping it: without
-# it the service falls back to a weaker runner, which the exact sandbox name catches). The same
-# flags are in the Dockerfile's header and the README, with Docker's spelling.
-# --read-only: the service writes only to /tmp (one-shot runners' scratch) and /run (its uid
-# lease); those are tmpfs, as Docker's --read-only needs them spelled out.
-HARDENING=(--cap-drop ALL --security-opt no-new-privileges
-  --read-only --read-only-tmpfs=false --tmpfs /tmp --tmpfs /run)
-NSJAIL_LAYERS="user pid mount network ipc uts cgroup-namespace read-only-root seccomp rlimits uid no-capabilities no-new-privs"
+# each_needed NAME SANDBOX "BASE OPTIONS" "OPTION" ...: for each OPTION (one flag and its
+# value), start the image with BASE OPTIONS and every OPTION but that one, and check that the
+# service no longer gets SANDBOX: each granted privilege is needed. (Options are split with
+# `read`, which does not expand the * of unmask=/proc/*.)
+each_needed() {
+  local name=$1 sandbox=$2 base=$3
+  shift 3
+  local -a base_options options pair
+  read -r -a base_options <<<"$base"
+  local dropped
+  for dropped in "$@"; do
+    options=()
+    local option
+    for option in "$@"; do
+      if [ "$option" != "$dropped" ]; then
+        read -r -a pair <<<"$option"
+        options+=("${pair[@]}")
+      fi
+    done
+    echo "image-test: $name without $dropped:"
+    start "$name-without" "${base_options[@]}" "${options[@]}"
+    python3 scripts/image_check.py --not "http://127.0.0.1:$PORT" "$sandbox" \
+      || show_log_and_fail "$name: $dropped is not needed, or the service did not settle"
+    podman_quiet rm -f -t 0 "$CONTAINER" >/dev/null
+  done
+}
+
+# The least privilege each mode needs; the same flags are in the Dockerfile's header and the
+# README, with Docker's spelling. --read-only: the service writes only to /tmp (one-shot
+# runners' scratch) and /run (its uid lease), tmpfs here, as Docker's --read-only needs them
+# spelled out.
+HARDENING="--cap-drop ALL --security-opt no-new-privileges --read-only --read-only-tmpfs=false --tmpfs /tmp --tmpfs /run"
+read -r -a HARDENING_OPTIONS <<<"$HARDENING"
 # nsjail: SETUID/SETGID to map each slot's uid into its user namespace; seccomp unconfined
 # because the default profile refuses the namespaces; /proc unmasked because the kernel
 # refuses a fresh /proc in a user namespace while parts of the container's are masked.
-NSJAIL_FLAGS=(--cap-add SETUID --cap-add SETGID --security-opt seccomp=unconfined --security-opt 'unmask=/proc/*')
-run_mode nsjail nsjail-warm "$NSJAIL_LAYERS" "${HARDENING[@]}" "${NSJAIL_FLAGS[@]}"
+NSJAIL_OPTIONS=("--cap-add SETUID" "--cap-add SETGID" "--security-opt seccomp=unconfined"
+  "--security-opt unmask=/proc/*")
+NSJAIL_FLAGS=(--cap-add SETUID --cap-add SETGID --security-opt seccomp=unconfined
+  --security-opt 'unmask=/proc/*')
+NSJAIL_LAYERS="user pid mount network ipc uts cgroup-namespace read-only-root seccomp rlimits uid no-capabilities no-new-privs"
+run_mode nsjail nsjail-warm "$NSJAIL_LAYERS" "${HARDENING_OPTIONS[@]}" "${NSJAIL_FLAGS[@]}"
+each_needed nsjail nsjail-warm "$HARDENING" "${NSJAIL_OPTIONS[@]}"
+
 # Per-execution memory/pids cgroups (cgroup v1, which is what the service drives) need the
 # cgroup tree writable: only by mounting the host's, which lets the container write every
 # cgroup on the host. Opt-in, so tested here too.
 if [ -d /sys/fs/cgroup/memory ] && [ -d /sys/fs/cgroup/pids ]; then
-  run_mode nsjail-cgroups nsjail-warm "$NSJAIL_LAYERS cgroup-limits" "${HARDENING[@]}" \
+  run_mode nsjail-cgroups nsjail-warm "$NSJAIL_LAYERS cgroup-limits" "${HARDENING_OPTIONS[@]}" \
     "${NSJAIL_FLAGS[@]}" --volume /sys/fs/cgroup:/sys/fs/cgroup:rw
 else
   echo "image-test: nsjail-cgroups: not run (no cgroup v1 memory and pids hierarchies here;" \
     "the service's per-execution cgroups are v1 only)"
 fi
+
 # FORCE_COMPAT=1 (rlimit-warm): SETUID/SETGID to run each script as its slot's uid, KILL to
 # signal those uids, SYS_ADMIN for its mount, PID, network, IPC and UTS namespaces (the
 # default seccomp profile allows them to SYS_ADMIN; no user namespace, so /proc stays masked).
+COMPAT_OPTIONS=("--cap-add SETUID" "--cap-add SETGID" "--cap-add KILL" "--cap-add SYS_ADMIN")
 run_mode compat rlimit-warm \
   "uid rlimits network mount ipc uts private-tmpfs seccomp minimal-root pid proc-hidepid no-new-privs" \
-  "${HARDENING[@]}" -e FORCE_COMPAT=1 --cap-add SETUID --cap-add SETGID --cap-add KILL --cap-add SYS_ADMIN
+  "${HARDENING_OPTIONS[@]}" -e FORCE_COMPAT=1 --cap-add SETUID --cap-add SETGID --cap-add KILL \
+  --cap-add SYS_ADMIN
+each_needed compat rlimit-warm "$HARDENING -e FORCE_COMPAT=1" "${COMPAT_OPTIONS[@]}"
 
 echo "image-test: passed (image $((size / 1000000)) MB)"

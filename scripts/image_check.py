@@ -2,10 +2,13 @@
 with the host's python3, outside the image).
 
     python3 scripts/image_check.py URL SANDBOX [LAYER ...]
+    python3 scripts/image_check.py --not URL SANDBOX
 
-waits for /health, then asserts its sandbox name and that it lists each LAYER, and sends
-/execute requests whose answers must carry the exact contract codes. Exit status 0 when all
-pass; 1 with the failed expectation on stderr otherwise."""
+The first waits for /health to name a sandbox, then asserts its name and that it lists each
+LAYER, and sends /execute requests whose answers must carry the exact contract codes. The
+second (a container started with one privilege less) waits until the sandbox has been
+chosen and asserts that it is not SANDBOX. Exit status 0 when all pass; 1 with the failed
+expectation on stderr otherwise."""
 
 from __future__ import annotations
 
@@ -31,15 +34,17 @@ def call(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> t
         return error.code, json.loads(error.read() or b"null")
 
 
-def wait_for_health(base: str) -> dict[str, Any] | str:
-    """/health's answer once it names the sandbox, or why it never did."""
+def wait_for_health(base: str, *, settled: bool = False) -> dict[str, Any] | str:
+    """/health's answer once it names the sandbox (with `settled`: once the choice is made,
+    even if no sandbox works), or why it never came."""
     deadline = time.monotonic() + START_TIMEOUT_S
     last: object = None
     while time.monotonic() < deadline:
         try:
             status, body = call(base + "/health", timeout=5)
-            # /health answers while the sandbox is still being chosen; it names it after.
-            if status == 200 and body.get("sandbox"):
+            # /health answers while the sandbox is still being chosen ("warming"); it names
+            # it after, or answers 503 when none works.
+            if body.get("sandbox") or (settled and "warming" not in body):
                 return dict(body)
             last = (status, body)
         except (OSError, ValueError) as error:  # not listening yet, or reset while starting
@@ -76,7 +81,24 @@ CASES: list[tuple[str, dict[str, Any], int, dict[str, Any]]] = [
 ]
 
 
+def check_weaker(base: str, sandbox: str) -> int:
+    health = wait_for_health(base, settled=True)
+    if isinstance(health, str):
+        print(f"image_check: {health}", file=sys.stderr)
+        return 1
+    chosen = health.get("sandbox")
+    print(f"  /health: sandbox={chosen} {health.get('message', '')}")
+    if chosen == sandbox:
+        print(
+            f"image_check: still {sandbox}: the privilege taken away is not needed", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "--not":
+        return check_weaker(argv[1], argv[2])
     base, sandbox, *layers = argv
     failures: list[str] = []
     health = wait_for_health(base)
