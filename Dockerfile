@@ -10,8 +10,9 @@
 #
 # Least privilege, per sandbox mode. The service runs as root *inside* the container (it maps
 # or switches each script to a per-slot unprivileged uid; no script runs as root) with only
-# the capabilities below. `make image-test` runs exactly these (podman spelling in brackets);
-# with less, the service falls back to a weaker runner, and /health and its log say which.
+# the capabilities below. `make image-test` runs exactly these (podman spelling in brackets)
+# and checks each is needed: with one missing, no sandbox works (/health: 503), or with a
+# runtime's default capabilities a weaker runner is chosen, and /health and its log say which.
 #
 #   nsjail (the default, SANDBOX=auto -> nsjail-warm):
 #     docker run --cap-drop ALL --cap-add SETUID --cap-add SETGID \
