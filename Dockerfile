@@ -47,7 +47,7 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS builder
 # An optional CA bundle for pip, for builds behind a TLS-intercepting proxy: mount the file
 # into the build and pass its path, e.g. podman build -v /etc/ssl/ca.pem:/ca.pem:ro
-# --build-arg CA_BUNDLE=/ca.pem (docker: a BuildKit secret or a bind mount).
+# --build-arg CA_BUNDLE=/ca.pem. Unset (the default), pip trusts its own CA bundle.
 ARG CA_BUNDLE=""
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's python3.11 needs python3.11-venv for ensurepip; the official image has it. Versions
@@ -104,7 +104,7 @@ ENV SANDBOX_SITE=/opt/safe-exec/sandbox-site \
 
 WORKDIR /app
 EXPOSE 8080
-# The warm pools preload numpy and pandas before /health answers: allow for it at start.
+# start-period: at start the service imports its stack and starts its warm pools.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health', timeout=4)"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
