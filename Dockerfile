@@ -68,12 +68,14 @@ RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE"; fi \
       --target /opt/safe-exec/sandbox-site -r /tmp/requirements-sandbox.txt \
  && chmod -R a+rX /opt/safe-exec
 
-# The service in /app/.venv (the sandbox never sees it).
+# The service in /app/.venv (the sandbox never sees it). README.md is only the package's long
+# description: an empty one keeps README edits from rebuilding this layer.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY src ./src
 # (PIP_CERT, not --cert: pip's build-isolation subprocess sees only the environment.)
 RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE"; fi \
+ && touch README.md \
  && /app/.venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
  && rm -rf /app/.venv/bin/pip* /app/.venv/lib/python3.11/site-packages/pip
 
