@@ -146,6 +146,15 @@ run_mode() {
   [ "$init" = tini ] || fail "$name: PID 1 is $init, not tini"
   # The image's own HEALTHCHECK (run on demand: no systemd here to time it).
   "${PODMAN[@]}" healthcheck run "$CONTAINER" >/dev/null || fail "$name: the HEALTHCHECK failed"
+  # tini passes SIGTERM on and the service shuts down cleanly: it completes its lifespan
+  # shutdown, then uvicorn re-raises the signal (status 143); a SIGKILL after the stop
+  # timeout would be 137.
+  podman_quiet stop -t 30 "$CONTAINER" >/dev/null
+  local status
+  status=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
+  case $status in 0 | 143) ;; *) show_log_and_fail "$name: stopped with status $status" ;; esac
+  "${PODMAN[@]}" logs "$CONTAINER" 2>&1 | grep -q 'Application shutdown complete' \
+    || show_log_and_fail "$name: no clean shutdown on SIGTERM"
   podman_quiet rm -f -t 0 "$CONTAINER" >/dev/null
 }
 
