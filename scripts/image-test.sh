@@ -98,7 +98,7 @@ started=$(seconds)
   >"$CACHE/build.log" 2>&1 || { tail -30 "$CACHE/build.log" >&2; fail "podman build failed (log: $CACHE/build.log)"; }
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 echo "image-test: built $IMAGE in $(since "$started"), $((size / 1000000)) MB"
-"${PODMAN[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE" | grep -q /health \
+"${PODMAN[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE" | grep /health >/dev/null \
   || fail "the image has no HEALTHCHECK on /health"
 
 # --- 3. run each mode with its least privilege --------------------------------------------
@@ -130,7 +130,7 @@ run_mode() {
   # Wait for the sandbox to be chosen (the warm pools preload numpy and pandas first); a
   # container that exits (a start-up failure) fails at once.
   local waited=0
-  until curl -fsS "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"sandbox":"'; do
+  until curl -fsS "http://127.0.0.1:$PORT/health" 2>/dev/null | grep '"sandbox":"' >/dev/null; do
     if [ "$("${PODMAN[@]}" inspect --format '{{.State.Running}}' "$CONTAINER")" != true ] \
       || [ "$waited" -ge 180 ]; then
       show_log_and_fail "$name: the service did not start (or chose no sandbox within 180 s)"
@@ -146,6 +146,7 @@ run_mode() {
   [ "$init" = tini ] || fail "$name: PID 1 is $init, not tini"
   # The image's own HEALTHCHECK (run on demand: no systemd here to time it).
   "${PODMAN[@]}" healthcheck run "$CONTAINER" >/dev/null || fail "$name: the HEALTHCHECK failed"
+  # (grep without -q below: under pipefail an early exit could fail the writer with SIGPIPE.)
   # tini passes SIGTERM on and the service shuts down cleanly: it completes its lifespan
   # shutdown, then uvicorn re-raises the signal (status 143); a SIGKILL after the stop
   # timeout would be 137.
@@ -153,7 +154,7 @@ run_mode() {
   local status
   status=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
   case $status in 0 | 143) ;; *) show_log_and_fail "$name: stopped with status $status" ;; esac
-  "${PODMAN[@]}" logs "$CONTAINER" 2>&1 | grep -q 'Application shutdown complete' \
+  "${PODMAN[@]}" logs "$CONTAINER" 2>&1 | grep 'Application shutdown complete' >/dev/null \
     || show_log_and_fail "$name: no clean shutdown on SIGTERM"
   podman_quiet rm -f -t 0 "$CONTAINER" >/dev/null
 }
