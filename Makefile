@@ -35,6 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 test-unit: install
 	$(PY) -m pytest tests/unit -q
@@ -47,6 +48,12 @@ test: install lint
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# Builds the Dockerfile with podman on a debootstrap'd Debian base and checks the running image
+# in each sandbox mode (root, podman, runc, debootstrap; .ci/run installs them).
+.PHONY: image-test
+image-test:
+	scripts/image-test.sh
 
 bench: install
 	$(PY) bench/bench.py
