@@ -158,3 +158,14 @@ def test_slots_are_pinned_only_where_the_cpus_are_the_services_own() -> None:
     assert slot_cpu(len(mask), quota=lambda: None) == mask[0]  # wraps around the mask
     # under a CPU quota the mask is the whole node's: pinning would stack instances on a core
     assert slot_cpu(0, quota=lambda: 1.5) is None
+
+
+def test_no_runner_lists_a_layer_twice() -> None:
+    from adapters.sandbox.rlimit import RlimitSandbox, warm_rlimit
+    from adapters.sandbox.runtime import SandboxRuntime, default_interpreter
+
+    one_shot = RlimitSandbox(runtime=SandboxRuntime(python=default_interpreter()), uid_base=900000)
+    warm = warm_rlimit(one_shot, LIMITS, 1, ())
+
+    for layers in (one_shot.isolation, warm.isolation):
+        assert len(layers) == len(set(layers)), layers

@@ -293,7 +293,7 @@ def warm_rlimit(
     root = sandbox.runtime.read_only_paths()
     layers = [layer for layer in sandbox.isolation if layer not in (*CGROUP_LAYERS, "session")]
     # network and UTS: the zygote's own, shared by its executions one at a time (warm.py)
-    layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution", "no-new-privs"]
+    layers += ["pid", "proc-hidepid", "fresh-pid-mount-ipc-per-execution"]
     if sandbox.cgroups is not None:
         layers += sandbox.cgroups.layers
 
