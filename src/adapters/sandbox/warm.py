@@ -74,6 +74,7 @@ START_TIMEOUT_S = 60.0  # importing pandas on a loaded 2-core machine can take s
 READY_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 1.0
 STATUS_CAP = 4096
+EXIT_REPORT_GRACE_S = 3.0  # beyond the streams' drain grace, for the zygote's exit message
 UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 PF_EXITING = 0x4  # /proc/<pid>/stat flags: the process is on its way out
 
@@ -521,6 +522,13 @@ class WarmSandbox:
         report = streams_report(stdout, stderr, channel, token, started, timed_out=timed_out)
         ended = _parse_exit(status.value())
         usage = _reported_usage(channel, token)
+        if ended is None and (usage is None or timed_out):
+            # The zygote reports the wait status once the execution's whole PID namespace is
+            # gone; under heavy load (many processes, much memory to free) that can take
+            # longer than the streams' drain grace. Without it the answer would be a sandbox
+            # failure, so it is worth waiting a little more for.
+            _await_exit_report(pending.status, status, EXIT_REPORT_GRACE_S)
+            ended = _parse_exit(status.value())
         if ended is None and usage is not None and not timed_out:
             # Answered from the report: the harness, which always exits 0 right after it,
             # was still on its way out (we made sure with SIGKILL).
@@ -583,6 +591,20 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _await_exit_report(sock: socket.socket, buffer: CappedBuffer, timeout_s: float) -> None:
+    """Read the status socket until it holds the zygote's exit message, it closes (the zygote
+    is gone), or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while _parse_exit(buffer.value()) is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+            return
+        data = os.read(sock.fileno(), STATUS_CAP)
+        if not data:
+            return
+        buffer.feed(data)
 
 
 def _parse_exit(status: bytes) -> tuple[int, float, int] | None:
