@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,6 +116,17 @@ def v1_freezer_group(name: str) -> Iterator[Path]:
                 time.sleep(0.01)
 
 
+def frozen_sleeper(scope: Any, holdout: Path) -> subprocess.Popen[bytes]:
+    """A process that joined `scope`, then moved to `holdout` and frozen there: it cannot act
+    on a SIGKILL until the holdout thaws."""
+    sleeper = start_in(scope.procs_files, "import time; time.sleep(600)")
+    wait_for(lambda: sleeper.pid in scope.pids())  # it has joined the scope
+    (holdout / "cgroup.procs").write_text(str(sleeper.pid))
+    (holdout / "freezer.state").write_text("FROZEN")
+    wait_for(lambda: _read(holdout / "freezer.state").strip() == "FROZEN")
+    return sleeper
+
+
 # -- v1 ------------------------------------------------------------------------------------
 
 
@@ -195,11 +207,7 @@ def test_v1_reports_a_process_that_does_not_die(
     """A process frozen by someone else (a freezer group not the scope's) cannot act on its
     SIGKILL: the scope does not empty, and kill_all says so instead of giving up silently."""
     with v1_freezer_group(f"{NAME}-holdout") as holdout:
-        sleeper = start_in(v1_scope.procs_files, "import time; time.sleep(600)")
-        wait_for(lambda: sleeper.pid in v1_scope.pids())  # it has joined the scope
-        (holdout / "cgroup.procs").write_text(str(sleeper.pid))
-        (holdout / "freezer.state").write_text("FROZEN")
-        wait_for(lambda: _read(holdout / "freezer.state").strip() == "FROZEN")
+        sleeper = frozen_sleeper(v1_scope, holdout)
 
         with caplog.at_level(logging.WARNING, logger="safe_exec.cgroups"):
             assert v1_scope.kill_all(timeout_s=0.3) is False
@@ -277,11 +285,7 @@ def test_v2_reports_a_group_that_does_not_empty(
     if not (V1 / FREEZER / "cgroup.procs").exists():
         pytest.skip("no v1 freezer to hold a process with")
     with v1_freezer_group(f"{NAME}-holdout") as holdout:
-        sleeper = start_in(v2_scope.procs_files, "import time; time.sleep(600)")
-        wait_for(lambda: sleeper.pid in v2_scope.pids())  # it has joined the scope
-        (holdout / "cgroup.procs").write_text(str(sleeper.pid))
-        (holdout / "freezer.state").write_text("FROZEN")
-        wait_for(lambda: _read(holdout / "freezer.state").strip() == "FROZEN")
+        sleeper = frozen_sleeper(v2_scope, holdout)
 
         with caplog.at_level(logging.WARNING, logger="safe_exec.cgroups"):
             assert v2_scope.kill_all(timeout_s=0.3) is False
