@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -97,18 +97,18 @@ def _no_constants(name: str) -> Any:
     raise RequestRejected(f"The body is not valid JSON ({name} is not a JSON value).")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _timeout(value: object, limits: Limits) -> float:
     maximum = limits.wall_time_s
-    if not _is_number(value) or not 0 < value <= maximum:  # type: ignore[operator]
+    if not _is_number(value) or not 0 < value <= maximum:
         raise RequestRejected(
             f"'timeout_s' must be a number > 0 and at most {maximum:g} (seconds); got {value!r}.",
             field="timeout_s",
         )
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _memory(value: object, limits: Limits) -> int:
