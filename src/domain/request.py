@@ -148,7 +148,9 @@ def _stdin(value: object, limits: Limits) -> str:
 
 def _input(value: object) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        # ASCII: the text travels as is on a line of the harness protocol (no raw newline,
+        # no lone surrogate to encode)
+        return json.dumps(value, allow_nan=False)
     except (ValueError, RecursionError):  # 1e999 parses to inf; nesting beyond the stack
         raise RequestRejected(
             "'input' must be a JSON value with finite numbers and moderate nesting.",

@@ -8,16 +8,15 @@ harness (harness.py, `execute`) reads them in that order before the script runs.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from application.ports import SandboxJob
 
 
 def job_payload(job: SandboxJob, token: bytes) -> bytes:
-    call: dict[str, Any] = {}
+    fields = []  # JSON text, ASCII only: the line never holds a raw newline or a lone surrogate
     if job.stdin is not None:
-        call["stdin"] = job.stdin
-    if job.input_json is not None:
-        call["input"] = json.loads(job.input_json)
-    # ensure_ascii: the line never holds a raw newline or a lone surrogate
-    return b"%s\n%s\n%s" % (token, json.dumps(call).encode(), job.script.source.encode("utf-8"))
+        fields.append('"stdin": ' + json.dumps(job.stdin))
+    if job.input_json is not None:  # already JSON text (ASCII) from the request's validation
+        fields.append('"input": ' + job.input_json)
+    call = "{" + ", ".join(fields) + "}"
+    return b"%s\n%s\n%s" % (token, call.encode("ascii"), job.script.source.encode("utf-8"))
